@@ -1,0 +1,3 @@
+from facekit.cli import main
+
+main(prog_name="facekit")

@@ -1,0 +1,86 @@
+"""The `facekit` command. Subcommands live in small modules loaded on first use, so `facekit --help`
+imports neither torch nor OpenCV.
+
+Option precedence, lowest to highest: built-in defaults, `--config FILE` (YAML: a mapping of command name to
+option values, e.g. `inspect: {json: true}`), `FACEKIT_<COMMAND>_<OPTION>` environment variables, flags.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from facekit import __version__
+from facekit.errors import FacekitError
+
+# command name -> "module:attribute"; each module imports only click at top level.
+COMMANDS: dict[str, str] = {
+    "inspect": "facekit.cli.data:inspect_cmd",
+    "pack-rec": "facekit.cli.data:pack_rec_cmd",
+    "make-example-data": "facekit.cli.data:make_example_data_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when used, and whose errors become one-line messages."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FacekitError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+        except KeyboardInterrupt:
+            click.echo("facekit: interrupted", err=True)
+            sys.exit(130)
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    import yaml
+
+    try:
+        with open(value, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"{value}: cannot read YAML ({exc})".replace("\n", " ")) from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise click.BadParameter(f"{value}: expected a mapping of command name to option values")
+    unknown = sorted(set(data) - set(COMMANDS))
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown command(s) {', '.join(unknown)}; known: {', '.join(sorted(COMMANDS))}")
+    ctx.default_map = {name: {k.replace("-", "_"): v for k, v in opts.items()} for name, opts in data.items()}
+    return value
+
+
+@click.group(cls=LazyGroup, context_settings={"auto_envvar_prefix": "FACEKIT", "help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="facekit")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    callback=_load_config,
+    is_eager=True,
+    expose_value=False,
+    help="YAML file of option defaults per command.",
+)
+def main(verbose: int) -> None:
+    """Train face detectors and recognizers, build galleries, recognize faces."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -1,0 +1,43 @@
+"""Atomic output: every artefact is written to a temporary file beside its final name, then renamed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+
+def temp_beside(path: str | os.PathLike, mode: str = "w") -> IO:
+    """An open temporary file in `path`'s folder (so the final os.replace is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}))
+
+
+def commit(f: IO, path: str | os.PathLike) -> None:
+    """Flush, fsync and close temporary file `f`, then rename it to `path`."""
+    f.flush()
+    os.fsync(f.fileno())
+    f.close()
+    os.replace(f.name, path)
+
+
+def discard(f: IO) -> None:
+    """Close and remove temporary file `f`."""
+    f.close()
+    Path(f.name).unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """`with atomic_write(p) as f:` writes `p` whole or not at all."""
+    f = temp_beside(path, mode)
+    try:
+        yield f
+    except BaseException:
+        discard(f)
+        raise
+    commit(f, path)
