@@ -14,7 +14,15 @@ def temp_beside(path: str | os.PathLike, mode: str = "w") -> IO:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    return os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}))
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the final file the usual mode
+    return open(name, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def commit(f: IO, path: str | os.PathLike) -> None:

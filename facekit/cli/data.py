@@ -1,0 +1,92 @@
+"""Data commands: inspect, pack-rec, make-example-data. Library imports happen inside the commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+existing = click.Path(exists=True, path_type=Path)
+
+
+def _print_tree(value: object, indent: int = 2) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if isinstance(sub, dict) and any(isinstance(v, dict) for v in sub.values()):
+                click.echo(f"{' ' * indent}{key}:")
+                _print_tree(sub, indent + 2)
+            elif isinstance(sub, dict):
+                inline = ", ".join(f"{k} {v}" for k, v in sub.items()) or "-"
+                click.echo(f"{' ' * indent}{key + ':':<24}{inline}")
+            else:
+                click.echo(f"{' ' * indent}{key + ':':<24}{'-' if sub is None else sub}")
+
+
+@click.command("inspect")
+@click.argument("path", type=existing)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def inspect_cmd(path: Path, as_json: bool) -> None:
+    """Recognise the layout at PATH, validate all of it and summarise it.
+
+    PATH: detection_train_data/ (or one split), recognition_train_data/ (or a .rec), a verification .bin,
+    or identity folders. Exits 1 when a problem is found.
+    """
+    from facekit.data.inspect import inspect_path
+
+    report = inspect_path(path)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"{report.layout}: {report.path}")
+        _print_tree(report.summary)
+        click.echo(f"problems: {len(report.problems) or 'none'}")
+        for problem in report.problems[:50]:
+            click.echo(f"  - {problem}")
+        if len(report.problems) > 50:
+            click.echo(f"  ... and {len(report.problems) - 50} more (see --json)")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@click.command("pack-rec")
+@click.argument("image_folders", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", default=112, show_default=True, help="Expected (or, with --resize, target) square size.")
+@click.option("--resize", is_flag=True, help="Resize images that are not SIZE x SIZE instead of refusing them.")
+@click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of re-encodes.")
+def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool, quality: int) -> None:
+    """Pack IMAGE_FOLDERS (one sub-folder per person) into OUTPUT_DIR/{cele.rec,cele.idx,cele.lst,property}.
+
+    insightface's face2rec2 convention: images at keys 1..N, header record 0, one record per identity.
+    JPEG and PNG files of the right size are stored byte for byte. Unreadable images are skipped and listed.
+    """
+    from facekit.data.pack import pack_identity_folders
+
+    result = pack_identity_folders(image_folders, output_dir, size=size, resize=resize, quality=quality)
+    click.echo(
+        f"packed {result.images} images of {len(result.identities)} identities into {output_dir} "
+        f"(property {result.prop.num_classes},{result.prop.height},{result.prop.width})"
+    )
+    if result.empty:
+        click.echo(f"warning: {len(result.empty)} person folders contributed no image: {', '.join(result.empty[:10])}", err=True)
+    if result.skipped:
+        click.echo(f"warning: skipped {len(result.skipped)} unreadable images:", err=True)
+        for message in result.skipped:
+            click.echo(f"  - {message}", err=True)
+
+
+@click.command("make-example-data")
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same files.")
+def make_example_data_cmd(output_dir: Path, seed: int) -> None:
+    """Generate a small synthetic instance of every layout in OUTPUT_DIR.
+
+    detection_train_data/, recognition_train_data/ (+ example_val.bin), gallery/, probe/ and truth.json:
+    procedural faces whose boxes, 5 landmarks and identities are known exactly.
+    """
+    from facekit.data.synthetic import make_example_data
+
+    summary = make_example_data(output_dir, seed=seed)
+    click.echo(f"wrote example data to {output_dir}")
+    _print_tree(summary.as_dict())

@@ -1,0 +1,73 @@
+"""PyTorch datasets over the readers: recognition crops and detection images with their faces."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from facekit.data.images import decode_image, read_image
+from facekit.data.labels import read_labels, resolve_images
+from facekit.norms import ARCFACE, Normalization
+
+
+class FaceSource(Protocol):
+    """RecognitionSet and IdentityFolders: indexable (class, encoded image) pairs."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[int, bytes]: ...
+
+
+class RecognitionDataset(Dataset):
+    """Aligned face crops -> (float32 [3, H, W] normalised RGB, class). Random horizontal flip when `flip`."""
+
+    def __init__(self, source: FaceSource, *, flip: bool = False, norm: Normalization = ARCFACE, name: str = "") -> None:
+        self.source = source
+        self.flip = flip
+        self.norm = norm
+        self.name = name or type(source).__name__
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        label, data = self.source[index]
+        image = decode_image(data, f"{self.name}: item {index}")
+        if self.flip and torch.rand(()) < 0.5:
+            image = image[:, ::-1]
+        return torch.from_numpy(self.norm(image)), label
+
+
+@dataclass
+class DetectionSample:
+    """image: uint8 BGR [H, W, 3]; boxes: float32 [F, 4] corners; landmarks: float32 [F, 5, 2]; landmark_mask: bool [F]."""
+
+    image: np.ndarray
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    landmark_mask: np.ndarray
+    path: Path
+
+
+class DetectionDataset(Dataset):
+    """A detection_train_data split (`<split>/label.txt` + `<split>/images/`); `transform` maps a DetectionSample."""
+
+    def __init__(self, split_dir: str | os.PathLike, transform: Callable[[DetectionSample], object] | None = None) -> None:
+        label_path = Path(split_dir) / "label.txt"
+        self.style, self.labels = read_labels(label_path)
+        self.paths = resolve_images(label_path, self.labels)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> DetectionSample | object:
+        lab = self.labels[index]
+        sample = DetectionSample(read_image(self.paths[index]), lab.boxes, lab.landmarks, lab.landmark_mask, self.paths[index])
+        return self.transform(sample) if self.transform else sample
