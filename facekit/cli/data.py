@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import json as jsonlib
 from pathlib import Path
 
 import click
@@ -25,8 +25,8 @@ def _print_tree(value: object, indent: int = 2) -> None:
 
 @click.command("inspect")
 @click.argument("path", type=existing)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def inspect_cmd(path: Path, as_json: bool) -> None:
+@click.option("--json", is_flag=True, help="Print the report as JSON.")
+def inspect_cmd(path: Path, json: bool) -> None:
     """Recognise the layout at PATH, validate all of it and summarise it.
 
     PATH: detection_train_data/ (or one split), recognition_train_data/ (or a .rec), a verification .bin,
@@ -35,8 +35,8 @@ def inspect_cmd(path: Path, as_json: bool) -> None:
     from facekit.data.inspect import inspect_path
 
     report = inspect_path(path)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
+    if json:
+        click.echo(jsonlib.dumps(report.as_dict(), indent=2))
     else:
         click.echo(f"{report.layout}: {report.path}")
         _print_tree(report.summary)

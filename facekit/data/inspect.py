@@ -132,7 +132,6 @@ def inspect_detection(root: Path, splits: Iterable[Path]) -> Report:
 
 
 def inspect_recognition(root: Path) -> Report:
-    from facekit.data.lst import read_lst
     from facekit.data.recset import open_recognition_set
 
     report = Report("recognition_train_data", str(root))
@@ -141,6 +140,21 @@ def inspect_recognition(root: Path) -> Report:
     except FacekitError as exc:
         report.problems.append(str(exc))
         return report
+    with rset:
+        _check_recognition(rset, root, report)
+    bins = {}
+    for path in sorted(root.glob("*.bin")) if root.is_dir() else []:
+        sub = inspect_bin(path)
+        bins[path.name] = sub.summary
+        report.problems += sub.problems
+    if bins:
+        report.summary["verification_sets"] = bins
+    return report
+
+
+def _check_recognition(rset, root: Path, report: Report) -> None:  # noqa: ANN001 - RecognitionSet
+    from facekit.data.lst import read_lst
+
     rec = rset.reader.rec_path
     label_of: dict[int, int] = {}
 
@@ -187,15 +201,6 @@ def inspect_recognition(root: Path) -> Report:
             report.summary["lst_entries"] = len(entries)
             if len(entries) != len(labels) or any(int(e.label) != lab for e, lab in zip(entries, labels)):
                 report.problems.append(f"{rset.lst_path}: {len(entries)} entries do not match the {len(labels)} records")
-    rset.close()
-    bins = {}
-    for path in sorted(root.glob("*.bin")) if root.is_dir() else []:
-        sub = inspect_bin(path)
-        bins[path.name] = sub.summary
-        report.problems += sub.problems
-    if bins:
-        report.summary["verification_sets"] = bins
-    return report
 
 
 def inspect_bin(path: Path) -> Report:

@@ -43,23 +43,29 @@ class ImageLabels:
         return len(self.boxes)
 
 
-def _parse_face(numbers: list[float], style: LabelStyle, context: str) -> tuple[list[float], list[float], bool, float]:
-    """(box corners, 10 landmark coords, has landmarks, score) of one face line."""
+def _parse_face(
+    numbers: list[float], style: LabelStyle, context: str, image: str
+) -> tuple[list[float], list[float], bool, float]:
+    """(box corners, 10 landmark coords, has landmarks, score) of one face line of `image`."""
     n = len(numbers)
     if style == "retinaface":
         if n not in (4, 20):
-            raise DataFormatError(f"{context}: expected 4 or 20 numbers (x y w h [5 x (lx ly flag)] score), got {n}")
+            raise DataFormatError(
+                f"{context}: expected 4 or 20 numbers (x y w h [5 x (lx ly flag)] score) after '# {image}', got {n}"
+            )
         x, y, w, h = numbers[:4]
         if w < 0 or h < 0:
-            raise DataFormatError(f"{context}: negative box size w={w:g} h={h:g}")
+            raise DataFormatError(f"{context}: negative box size w={w:g} h={h:g} in a face of '# {image}'")
         box = [x, y, x + w, y + h]
         points, score = (numbers[4:19], numbers[19]) if n == 20 else ([-1.0] * 15, 1.0)
     else:
         if n not in (4, 5, 19, 20):
-            raise DataFormatError(f"{context}: expected 4, 5, 19 or 20 numbers (x1 y1 x2 y2 [5 x (lx ly flag)]), got {n}")
+            raise DataFormatError(
+                f"{context}: expected 4, 5, 19 or 20 numbers (x1 y1 x2 y2 [5 x (lx ly flag)]) after '# {image}', got {n}"
+            )
         box = numbers[:4]
         if box[2] < box[0] or box[3] < box[1]:
-            raise DataFormatError(f"{context}: box corners reversed ({box[0]:g},{box[1]:g}) ({box[2]:g},{box[3]:g})")
+            raise DataFormatError(f"{context}: box corners reversed ({box[0]:g},{box[1]:g}) ({box[2]:g},{box[3]:g}) in '# {image}'")
         points, score = (numbers[4:19] if n >= 19 else [-1.0] * 15), 1.0
     coords = [v for i, v in enumerate(points) if i % 3 != 2]
     has = all(v >= 0 for v in coords)
@@ -124,7 +130,7 @@ def read_labels(path: str | os.PathLike) -> tuple[LabelStyle, list[ImageLabels]]
             raise DataFormatError(f"{context}: expected numbers after '# {current[0]}', got {text[:60]!r}") from None
         if not all(np.isfinite(numbers)):
             raise DataFormatError(f"{context}: non-finite number in {text[:60]!r}")
-        faces.append(_parse_face(numbers, style or "retinaface", f"{context}: after '# {current[0]}'"))
+        faces.append(_parse_face(numbers, style or "retinaface", context, current[0]))
     if current is not None:
         images.append(_image_labels(current[0], faces, current[1], current[2]))
     return style or "retinaface", images

@@ -55,6 +55,12 @@ class RecognitionSet:
     def close(self) -> None:
         self.reader.close()
 
+    def __enter__(self) -> RecognitionSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def find_rec(root: str | os.PathLike) -> Path:
     """The .rec of a recognition_train_data folder (`cele.rec`, `train.rec` or the only .rec there)."""
@@ -73,10 +79,26 @@ def find_rec(root: str | os.PathLike) -> Path:
     return recs[0]
 
 
+def _key_pair(label: tuple[float, ...], context: str) -> tuple[int, int]:
+    """The two labels of a header or identity record as integer keys (NaN, infinity or fractions are an error)."""
+    if not all(v.is_integer() for v in label):
+        raise DataFormatError(f"{context}: {list(label)} are not integer keys")
+    return int(label[0]), int(label[1])
+
+
 def open_recognition_set(root: str | os.PathLike) -> RecognitionSet:
     """Open `root` (a folder with cele.rec/.idx[/property/.lst], or a .rec path) and detect its convention."""
     rec_path = find_rec(root)
     reader = RecordReader(rec_path)
+    try:
+        return _open(reader)
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _open(reader: RecordReader) -> RecognitionSet:
+    rec_path = reader.rec_path
     prop_path = rec_path.parent / "property"
     prop = read_property(prop_path) if prop_path.exists() else None
     lst_path = rec_path.with_suffix(".lst")
@@ -88,9 +110,13 @@ def open_recognition_set(root: str | os.PathLike) -> RecognitionSet:
         return RecognitionSet(convention="plain", image_keys=reader.keys, **base)
     if header.flag != 2:
         raise DataFormatError(f"{rec_path}: key 0: header record must hold 2 labels [first_id_key, end_id_key], has {header.flag}")
-    first_id, end_id = (int(v) for v in header.label)
+    first_id, end_id = _key_pair(header.label, f"{rec_path}: key 0: identity key range")
     if not 1 <= first_id <= end_id:
         raise DataFormatError(f"{rec_path}: key 0: identity key range [{first_id}, {end_id}) is not valid")
+    if end_id > len(reader):
+        raise DataFormatError(
+            f"{reader.idx_path}: header record promises keys 0..{end_id - 1}, the .idx has {len(reader)} keys"
+        )
     missing = [k for k in range(1, end_id) if k not in reader]
     if missing:
         raise DataFormatError(
@@ -101,7 +127,7 @@ def open_recognition_set(root: str | os.PathLike) -> RecognitionSet:
         h, _ = unpack(reader.read(key), f"{rec_path}: key {key}")
         if h.flag != 2:
             raise DataFormatError(f"{rec_path}: key {key}: identity record must hold 2 labels [first, end), has {h.flag}")
-        a, b = (int(v) for v in h.label)
+        a, b = _key_pair(h.label, f"{rec_path}: key {key}: identity image range")
         if not 1 <= a <= b <= first_id:
             raise DataFormatError(f"{rec_path}: key {key}: identity image range [{a}, {b}) outside images 1..{first_id - 1}")
         ranges[key - first_id] = (a, b)
