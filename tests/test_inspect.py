@@ -57,7 +57,12 @@ def test_identity_folders_and_bin(cli, shared_data):
     assert code == 0 and report["layout"] == "identity_folders"
     assert report["summary"]["identities"] == 40 and report["summary"]["image_sizes"] == {"92x112": 400}
     code, report = inspect_json(cli, shared_data / "layouts/recognition_train_data/orl_val.bin")
-    assert code == 0 and report["summary"] == {"pairs": 400, "same": 200, "different": 200, "image_sizes": {"112x112": 800}}
+    assert code == 0 and report["summary"] == {
+        "pairs": 400,
+        "same": 200,
+        "different": 200,
+        "image_sizes": {"112x112": 800},
+    }
 
 
 def test_broken_detection_copy_reports_every_problem(cli, shared_data, tmp_path):

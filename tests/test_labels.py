@@ -64,7 +64,9 @@ def test_missing_landmarks_are_masked(tmp_path):
 
 def test_labelv2(tmp_path):
     path = tmp_path / "label.txt"
-    path.write_text("# sub/a.jpg 640 480\n10 20 50 70\n10 20 50 70 1\n10 20 50 70 20 30 0 40 30 0 30 40 0 22 55 0 38 55 0\n")
+    path.write_text(
+        "# sub/a.jpg 640 480\n10 20 50 70\n10 20 50 70 1\n10 20 50 70 20 30 0 40 30 0 30 40 0 22 55 0 38 55 0\n"
+    )
     style, (im,) = read_labels(path)
     assert style == "labelv2" and im.size == (640, 480) and im.path == "sub/a.jpg"
     np.testing.assert_allclose(im.boxes[0], [10, 20, 50, 70])
@@ -74,7 +76,10 @@ def test_labelv2(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("# a.jpg\n1 2 3\n", "label.txt:2: expected 4 or 20 numbers (x y w h [5 x (lx ly flag)] score) after '# a.jpg', got 3"),
+        (
+            "# a.jpg\n1 2 3\n",
+            "label.txt:2: expected 4 or 20 numbers (x y w h [5 x (lx ly flag)] score) after '# a.jpg', got 3",
+        ),
         ("1 2 3 4\n", "label.txt:1: face line before the first '# <image path>' line"),
         ("# a.jpg\n1 2 x 4\n", "label.txt:2: expected numbers after '# a.jpg'"),
         ("# a.jpg\n1 2 -3 4\n", "label.txt:2: negative box size"),

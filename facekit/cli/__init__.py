@@ -64,7 +64,9 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
         raise click.BadParameter(f"{value}: expected a mapping of command name to option values")
     unknown = sorted(set(data) - set(COMMANDS))
     if unknown:
-        raise click.BadParameter(f"{value}: unknown command(s) {', '.join(unknown)}; known: {', '.join(sorted(COMMANDS))}")
+        raise click.BadParameter(
+            f"{value}: unknown command(s) {', '.join(unknown)}; known: {', '.join(sorted(COMMANDS))}"
+        )
     ctx.default_map = {name: {k.replace("-", "_"): v for k, v in opts.items()} for name, opts in data.items()}
     return value
 

@@ -54,7 +54,9 @@ def inspect_cmd(path: Path, json: bool) -> None:
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=112, show_default=True, help="Expected (or, with --resize, target) square size.")
 @click.option("--resize", is_flag=True, help="Resize images that are not SIZE x SIZE instead of refusing them.")
-@click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of re-encodes.")
+@click.option(
+    "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of re-encodes."
+)
 def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool, quality: int) -> None:
     """Pack IMAGE_FOLDERS (one sub-folder per person) into OUTPUT_DIR/{cele.rec,cele.idx,cele.lst,property}.
 
@@ -69,7 +71,10 @@ def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool,
         f"(property {result.prop.num_classes},{result.prop.height},{result.prop.width})"
     )
     if result.empty:
-        click.echo(f"warning: {len(result.empty)} person folders contributed no image: {', '.join(result.empty[:10])}", err=True)
+        click.echo(
+            f"warning: {len(result.empty)} person folders contributed no image: {', '.join(result.empty[:10])}",
+            err=True,
+        )
     if result.skipped:
         click.echo(f"warning: skipped {len(result.skipped)} unreadable images:", err=True)
         for message in result.skipped:

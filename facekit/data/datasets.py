@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,7 +28,9 @@ class FaceSource(Protocol):
 class RecognitionDataset(Dataset):
     """Aligned face crops -> (float32 [3, H, W] normalised RGB, class). Random horizontal flip when `flip`."""
 
-    def __init__(self, source: FaceSource, *, flip: bool = False, norm: Normalization = ARCFACE, name: str = "") -> None:
+    def __init__(
+        self, source: FaceSource, *, flip: bool = False, norm: Normalization = ARCFACE, name: str = ""
+    ) -> None:
         self.source = source
         self.flip = flip
         self.norm = norm
@@ -46,7 +49,10 @@ class RecognitionDataset(Dataset):
 
 @dataclass
 class DetectionSample:
-    """image: uint8 BGR [H, W, 3]; boxes: float32 [F, 4] corners; landmarks: float32 [F, 5, 2]; landmark_mask: bool [F]."""
+    """One image and its faces.
+
+    image: uint8 BGR [H, W, 3]; boxes: float32 [F, 4] corners; landmarks: float32 [F, 5, 2]; landmark_mask: bool [F].
+    """
 
     image: np.ndarray
     boxes: np.ndarray
@@ -58,7 +64,9 @@ class DetectionSample:
 class DetectionDataset(Dataset):
     """A detection_train_data split (`<split>/label.txt` + `<split>/images/`); `transform` maps a DetectionSample."""
 
-    def __init__(self, split_dir: str | os.PathLike, transform: Callable[[DetectionSample], object] | None = None) -> None:
+    def __init__(
+        self, split_dir: str | os.PathLike, transform: Callable[[DetectionSample], object] | None = None
+    ) -> None:
         label_path = Path(split_dir) / "label.txt"
         self.style, self.labels = read_labels(label_path)
         self.paths = resolve_images(label_path, self.labels)
@@ -69,5 +77,7 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> DetectionSample | object:
         lab = self.labels[index]
-        sample = DetectionSample(read_image(self.paths[index]), lab.boxes, lab.landmarks, lab.landmark_mask, self.paths[index])
+        sample = DetectionSample(
+            read_image(self.paths[index]), lab.boxes, lab.landmarks, lab.landmark_mask, self.paths[index]
+        )
         return self.transform(sample) if self.transform else sample

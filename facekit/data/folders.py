@@ -42,7 +42,9 @@ def scan_identity_folders(root: str | os.PathLike) -> IdentityFolders:
     root = Path(root)
     if not root.is_dir():
         raise MissingDataError(f"{root}: no such folder")
-    people = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+    people = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: natural_key(p.name)
+    )
     identities: list[str] = []
     items: list[tuple[Path, int]] = []
     empty: list[str] = []

@@ -59,4 +59,3 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     if not ok:
         raise ImageDecodeError(f"cannot JPEG-encode an image of shape {image.shape}")
     return buf.tobytes()
-

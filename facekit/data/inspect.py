@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -30,7 +30,13 @@ class Report:
         return not self.problems
 
     def as_dict(self) -> dict[str, object]:
-        return {"layout": self.layout, "path": self.path, "ok": self.ok, "summary": self.summary, "problems": self.problems}
+        return {
+            "layout": self.layout,
+            "path": self.path,
+            "ok": self.ok,
+            "summary": self.summary,
+            "problems": self.problems,
+        }
 
 
 def detect_layout(path: str | os.PathLike) -> str:
@@ -120,8 +126,12 @@ def inspect_detection(root: Path, splits: Iterable[Path]) -> Report:
             "faces": faces,
             "images_without_faces": sum(im.num_faces == 0 for im in images),
             "faces_with_landmarks": int(sum(im.landmark_mask.sum() for im in images)),
-            "landmark_coverage": round(float(sum(im.landmark_mask.sum() for im in images)) / faces, 4) if faces else None,
-            "face_width_px": {k: round(float(f(widths)), 1) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))}
+            "landmark_coverage": round(float(sum(im.landmark_mask.sum() for im in images)) / faces, 4)
+            if faces
+            else None,
+            "face_width_px": {
+                k: round(float(f(widths)), 1) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
+            }
             if faces
             else None,
             "image_sizes": _sizes(shapes.values()),
@@ -180,7 +190,9 @@ def _check_recognition(rset, root: Path, report: Report) -> None:  # noqa: ANN00
     for ident, (a, b) in rset.identity_ranges.items():
         wrong = [k for k in range(a, b) if label_of.get(k, ident) != ident]
         if wrong:
-            report.problems.append(f"{rec}: identity {ident} range [{a}, {b}) holds {len(wrong)} images of another class")
+            report.problems.append(
+                f"{rec}: identity {ident} range [{a}, {b}) holds {len(wrong)} images of another class"
+            )
     if rset.prop is not None:
         report.summary["property"] = f"{rset.prop.num_classes},{rset.prop.height},{rset.prop.width}"
         if counts and rset.prop.num_classes != max(counts) + 1:
@@ -200,7 +212,9 @@ def _check_recognition(rset, root: Path, report: Report) -> None:  # noqa: ANN00
         else:
             report.summary["lst_entries"] = len(entries)
             if len(entries) != len(labels) or any(int(e.label) != lab for e, lab in zip(entries, labels)):
-                report.problems.append(f"{rset.lst_path}: {len(entries)} entries do not match the {len(labels)} records")
+                report.problems.append(
+                    f"{rset.lst_path}: {len(entries)} entries do not match the {len(labels)} records"
+                )
 
 
 def inspect_bin(path: Path) -> Report:

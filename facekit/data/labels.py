@@ -10,9 +10,10 @@ All boxes are converted to corners (x1, y1, x2, y2) in pixels.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -61,11 +62,14 @@ def _parse_face(
     else:
         if n not in (4, 5, 19, 20):
             raise DataFormatError(
-                f"{context}: expected 4, 5, 19 or 20 numbers (x1 y1 x2 y2 [5 x (lx ly flag)]) after '# {image}', got {n}"
+                f"{context}: expected 4, 5, 19 or 20 numbers (x1 y1 x2 y2 [5 x (lx ly flag)]) "
+                f"after '# {image}', got {n}"
             )
         box = numbers[:4]
         if box[2] < box[0] or box[3] < box[1]:
-            raise DataFormatError(f"{context}: box corners reversed ({box[0]:g},{box[1]:g}) ({box[2]:g},{box[3]:g}) in '# {image}'")
+            raise DataFormatError(
+                f"{context}: box corners reversed ({box[0]:g},{box[1]:g}) ({box[2]:g},{box[3]:g}) in '# {image}'"
+            )
         points, score = (numbers[4:19] if n >= 19 else [-1.0] * 15), 1.0
     coords = [v for i, v in enumerate(points) if i % 3 != 2]
     has = all(v >= 0 for v in coords)
@@ -111,7 +115,9 @@ def read_labels(path: str | os.PathLike) -> tuple[LabelStyle, list[ImageLabels]]
             fields = text[1:].split()
             if not fields:
                 raise DataFormatError(f"{context}: '#' line without an image path")
-            line_style: LabelStyle = "labelv2" if len(fields) == 3 and all(v.isdigit() for v in fields[1:]) else "retinaface"
+            line_style: LabelStyle = (
+                "labelv2" if len(fields) == 3 and all(v.isdigit() for v in fields[1:]) else "retinaface"
+            )
             if style is None:
                 style = line_style
             elif line_style != style:

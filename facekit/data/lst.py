@@ -9,8 +9,9 @@ Two .lst styles exist; the columns tell them apart:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 from facekit.errors import DataFormatError, MissingDataError, where
 from facekit.fileio import atomic_write
@@ -49,15 +50,21 @@ def _number(text: str) -> float | None:
 def parse_lst_line(line: str, context: str) -> tuple[LstStyle, LstEntry]:
     cols = line.rstrip("\r\n").split("\t")
     if len(cols) < 3:
-        raise DataFormatError(f"{context}: expected at least 3 tab-separated columns, got {len(cols)}: {line.strip()[:80]!r}")
+        raise DataFormatError(
+            f"{context}: expected at least 3 tab-separated columns, got {len(cols)}: {line.strip()[:80]!r}"
+        )
     if _number(cols[1]) is not None:  # im2rec: index, label(s), path
         values = [_number(c) for c in cols[:-1]]
         if any(v is None for v in values) or not float(values[0]).is_integer():
-            raise DataFormatError(f"{context}: im2rec line must be 'index<TAB>label<TAB>path' with numbers before the path")
+            raise DataFormatError(
+                f"{context}: im2rec line must be 'index<TAB>label<TAB>path' with numbers before the path"
+            )
         return "im2rec", LstEntry(path=cols[-1], label=values[1], index=int(values[0]))
     aligned, label = _number(cols[0]), _number(cols[2])
     if aligned is None or label is None:
-        raise DataFormatError(f"{context}: face2rec2 line must be 'aligned<TAB>path<TAB>label', got {line.strip()[:80]!r}")
+        raise DataFormatError(
+            f"{context}: face2rec2 line must be 'aligned<TAB>path<TAB>label', got {line.strip()[:80]!r}"
+        )
     extra = [_number(v) for c in cols[3:] for v in c.split()]
     if any(v is None for v in extra) or len(extra) not in (0, 4, 14):
         raise DataFormatError(f"{context}: after the label expected 4 box numbers and optionally 10 landmark numbers")
@@ -105,7 +112,9 @@ def read_property(path: str | os.PathLike) -> Property:
         with open(path, encoding="utf-8") as f:
             text = f.read().strip()
     except FileNotFoundError:
-        raise MissingDataError(f"{path}: no such property file (expected one line 'num_classes,height,width')") from None
+        raise MissingDataError(
+            f"{path}: no such property file (expected one line 'num_classes,height,width')"
+        ) from None
     except UnicodeDecodeError:
         raise DataFormatError(f"{path}: not a text file") from None
     fields = text.split(",")
@@ -114,7 +123,9 @@ def read_property(path: str | os.PathLike) -> Property:
     except ValueError:
         values = []
     if len(values) != 3 or min(values) <= 0:
-        raise DataFormatError(f"{where(path, 1)}: expected 'num_classes,height,width' (positive integers), got {text[:60]!r}")
+        raise DataFormatError(
+            f"{where(path, 1)}: expected 'num_classes,height,width' (positive integers), got {text[:60]!r}"
+        )
     return Property(*values)
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from facekit.data.folders import scan_identity_folders
 from facekit.data.images import decode_image, encode_jpeg
