@@ -10,7 +10,10 @@ from facekit.errors import ImageDecodeError, MissingDataError
 
 # Extensions OpenCV's imread handles (GIF since OpenCV 4.11).
 IMAGE_EXTENSIONS = frozenset(
-    ".bmp .dib .jpeg .jpg .jpe .jp2 .png .webp .avif .pbm .pgm .ppm .pxm .pnm .pfm .sr .ras .tiff .tif .exr .hdr .pic .gif".split()
+    (
+        ".bmp .dib .jpeg .jpg .jpe .jp2 .png .webp .avif .pbm .pgm .ppm .pxm .pnm .pfm .sr .ras .tiff .tif .exr .hdr"
+        " .pic .gif"
+    ).split()
 )
 
 
