@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +55,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read ({exc.strerror})") from None
     return decode_image(data, os.fspath(path))
+
+
+def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files named directly, or found recursively (sorted) in named folders."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise MissingDataError(f"{path}: no such file or folder")
+    return found
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:

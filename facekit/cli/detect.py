@@ -1,0 +1,59 @@
+"""Detection commands: detect, import-model. Library imports happen inside the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+IMPORTERS = {"pytorch-retinaface": "Pytorch_Retinaface checkpoint (.pth, MobileNet-0.25 or ResNet-50 body)"}
+
+
+@click.command("import-model")
+@click.argument("source", type=click.Choice(sorted(IMPORTERS)))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--body", type=click.Choice(["mobilenet0.25", "resnet50"]), help="Override the body read from the keys.")
+def import_model_cmd(source: str, file: Path, out_dir: Path, body: str | None) -> None:
+    """Make a facekit model directory from another project's checkpoint.
+
+    SOURCE pytorch-retinaface: a biubug6/Pytorch_Retinaface .pth (DataParallel 'module.' prefixes are stripped).
+    """
+    from facekit.detection.weights import import_pytorch_retinaface
+
+    path = import_pytorch_retinaface(file, out_dir, body)
+    click.echo(f"imported {file} -> {path}")
+
+
+@click.command("detect")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A facekit detector model directory (or its model.pt).")
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Minimum face score.")
+@click.option("--nms", default=0.4, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
+@click.option("--max-size", default=1280, show_default=True, type=click.IntRange(min=0),
+              help="Scale larger photos down to this longest side (0 = original size).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON Lines here instead of stdout.")
+@click.option("--save-annotated", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a copy of each image with boxes, scores and landmarks drawn.")
+@click.option("--device", default="cpu", show_default=True, help="PyTorch device (cpu, cuda, cuda:1).")
+def detect_cmd(
+    images: tuple[Path, ...], model_path: Path, threshold: float, nms: float, max_size: int, out: Path | None,
+    save_annotated: Path | None, device: str,
+) -> None:
+    """Detect faces in IMAGES (files or folders, searched recursively).
+
+    One JSON object per image: {"image", "width", "height", "faces": [{"box": [x1, y1, x2, y2], "score",
+    "landmarks": [[x, y] x 5]}]}. Unreadable images are skipped and listed at the end.
+    """
+    from facekit.detection.run import detect_images
+    from facekit.runtime.detector import DetectSettings, load_face_detector
+
+    detector = load_face_detector(model_path, device)
+    settings = DetectSettings(threshold=threshold, nms=nms, max_size=max_size or None)
+    report = detect_images(images, detector, settings, out=out, annotated_dir=save_annotated)
+    click.echo(f"{report.images} images, {report.faces} faces" + (f" -> {out}" if out else ""), err=True)
+    if report.skipped:
+        click.echo(f"warning: skipped {len(report.skipped)} unreadable images:", err=True)
+        for message in report.skipped:
+            click.echo(f"  - {message}", err=True)

@@ -1,0 +1,72 @@
+"""Self-describing model directories: `model.pt` holds the weights and the config that builds them.
+
+model.pt = {"format": "facekit-model", "kind": "detector" | "recognizer", "facekit_version": str,
+            "config": dict, "state_dict": {name: tensor}, "meta": dict}
+`config.yaml` beside it is the same config, for people. Both are written atomically; loading never unpickles
+anything but tensors and plain containers (`torch.load(weights_only=True)`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from facekit import __version__
+from facekit.errors import DataFormatError, MissingDataError
+from facekit.fileio import atomic_write
+
+MODEL_FILE = "model.pt"
+
+
+def save_model(
+    out_dir: str | os.PathLike, *, kind: str, config: dict, state_dict: dict, meta: dict | None = None
+) -> Path:
+    """Write `out_dir/model.pt` and `out_dir/config.yaml`; returns the model.pt path."""
+    import torch
+    import yaml
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": "facekit-model",
+        "kind": kind,
+        "facekit_version": __version__,
+        "config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "meta": meta or {},
+    }
+    with atomic_write(out / MODEL_FILE, "wb") as f:
+        torch.save(payload, f)
+    with atomic_write(out / "config.yaml") as f:
+        yaml.safe_dump({"kind": kind, "facekit_version": __version__, **config}, f, sort_keys=False)
+    return out / MODEL_FILE
+
+
+def read_torch_file(path: str | os.PathLike) -> object:
+    """torch.load(weights_only=True) of a file, or of the model.pt inside a folder, with one-line errors."""
+    import torch
+
+    p = Path(path)
+    file = p / MODEL_FILE if p.is_dir() else p
+    if not file.is_file():
+        raise MissingDataError(f"{p}: no such file" + (f" (expected {MODEL_FILE} in the folder)" if p.is_dir() else ""))
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types on a bad file
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataFormatError(f"{file}: not a readable PyTorch file ({type(exc).__name__}: {message})") from None
+
+
+def is_facekit_model(obj: object) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == "facekit-model"
+
+
+def load_model(path: str | os.PathLike, kind: str, payload: object = None) -> dict:
+    """Read a facekit model (a model directory or its model.pt) of the given kind (`payload`: already read)."""
+    file = Path(path)
+    payload = read_torch_file(file) if payload is None else payload
+    if not is_facekit_model(payload):
+        raise DataFormatError(f"{file}: not a facekit model (no 'format: facekit-model' entry)")
+    if payload.get("kind") != kind:
+        raise DataFormatError(f"{file}: a facekit {payload.get('kind')} model, expected a {kind}")
+    return payload

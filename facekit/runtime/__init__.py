@@ -1,0 +1,1 @@
+"""Inference: facekit's own models and insightface-format ONNX models behind one interface."""
