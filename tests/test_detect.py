@@ -1,0 +1,121 @@
+"""`facekit import-model` and `facekit detect` with the published Pytorch_Retinaface MobileNet-0.25 weights."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+
+from facekit.detection.box_utils import box_iou
+
+WEIGHTS = "weights/pytorch_retinaface_mnet025/mobilenet0.25_Final.pth"
+
+
+@pytest.fixture(scope="module")
+def mnet_dir(shared_data, tmp_path_factory):
+    from facekit.detection.weights import import_pytorch_retinaface
+
+    out = tmp_path_factory.mktemp("mnet")
+    import_pytorch_retinaface(shared_data / WEIGHTS, out)
+    return out
+
+
+def dlib_boxes(xml_path):
+    """{file name: [N, 4] corner boxes} from dlib's training.xml."""
+    truth = {}
+    for image in ET.parse(xml_path).getroot().iter("image"):
+        boxes = [
+            [
+                float(b.get("left")),
+                float(b.get("top")),
+                float(b.get("left")) + float(b.get("width")),
+                float(b.get("top")) + float(b.get("height")),
+            ]
+            for b in image.iter("box")
+        ]
+        truth[image.get("file")] = np.array(boxes, np.float32)
+    return truth
+
+
+def run_detect(cli, *args):
+    result = cli("detect", *args)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_import_model_cli(cli, shared_data, tmp_path):
+    result = cli("import-model", "pytorch-retinaface", shared_data / WEIGHTS, tmp_path / "m")
+    assert result.exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.yaml", "model.pt"]
+    assert "body: mobilenet0.25" in (tmp_path / "m/config.yaml").read_text()
+
+
+def test_dlib_hand_labelled_faces(cli, shared_data, mnet_dir):
+    """At least 17 of the 18 hand-drawn faces at IoU >= 0.4, at most 2 false positives over the 4 photos."""
+    truth = dlib_boxes(shared_data / "faces/dlib_train/training.xml")
+    records = run_detect(cli, *[shared_data / "faces/dlib_train" / name for name in truth], "--model", mnet_dir)
+    found = false_positives = 0
+    for record in records:
+        gt = torch.from_numpy(truth[record["image"].rsplit("/", 1)[-1]])
+        boxes = torch.tensor([f["box"] for f in record["faces"]]).reshape(-1, 4)
+        iou = box_iou(boxes, gt)
+        matched = set()
+        for i in iou.max(1).values.argsort(descending=True).tolist():  # greedy one-to-one matching
+            j = int(iou[i].argmax())
+            if iou[i, j] >= 0.4 and j not in matched:
+                matched.add(j)
+            else:
+                false_positives += 1
+        found += len(matched)
+    assert sum(len(b) for b in truth.values()) == 18
+    assert found >= 17 and false_positives <= 2, (found, false_positives)
+
+
+def test_group_photo_six_faces(cli, shared_data, mnet_dir, tmp_path):
+    out = tmp_path / "faces.jsonl"
+    result = cli(
+        "detect",
+        shared_data / "faces/insightface_samples/t1.jpg",
+        "--model",
+        mnet_dir,
+        "--out",
+        out,
+        "--save-annotated",
+        tmp_path / "ann",
+    )
+    assert result.exit_code == 0
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (record["width"], record["height"]) == (1280, 886)
+    assert len(record["faces"]) == 6
+    face = record["faces"][0]
+    assert set(face) == {"box", "score", "landmarks"} and len(face["landmarks"]) == 5 and face["score"] > 0.9
+    x1, y1, x2, y2 = face["box"]
+    # eyes above the mouth corners, left eye left of right eye, all inside the box
+    (lx, ly), (rx, ry), _, (mlx, mly), (mrx, mry) = face["landmarks"]
+    assert lx < rx and max(ly, ry) < min(mly, mry)
+    assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in face["landmarks"])
+    assert (tmp_path / "ann/t1.jpg").is_file()
+
+
+def test_unreadable_images_skipped_and_reported(cli, shared_data, mnet_dir, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a/broken.jpg").write_bytes(b"\xff\xd8 nope")
+    (tmp_path / "a/empty.png").write_bytes(b"")
+    (tmp_path / "a/good.jpg").write_bytes(
+        (shared_data / "faces/face_recognition_examples/examples/obama.jpg").read_bytes()
+    )
+    result = cli("detect", tmp_path / "a", "--model", mnet_dir)
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["image"].rsplit("/", 1)[-1] for r in records] == ["good.jpg"] and len(records[0]["faces"]) == 1
+    assert "skipped 2 unreadable images" in result.stderr and "broken.jpg: cannot decode image" in result.stderr
+
+
+def test_wrong_model_is_a_clean_error(cli, shared_data, tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"junk")
+    result = cli("detect", shared_data / "faces/insightface_samples/t1.jpg", "--model", tmp_path)
+    assert result.exit_code == 1
+    assert "model.pt: not a readable PyTorch file" in result.output
