@@ -119,3 +119,52 @@ def test_wrong_model_is_a_clean_error(cli, shared_data, tmp_path):
     result = cli("detect", shared_data / "faces/insightface_samples/t1.jpg", "--model", tmp_path)
     assert result.exit_code == 1
     assert "model.pt: not a readable PyTorch file" in result.output
+
+
+def test_onnx_export_matches_pytorch_and_insightface_loads_it(shared_data, mnet_dir, tmp_path):
+    """detector.onnx in the SCRFD layout: insightface routes it to SCRFD and finds the same faces as PyTorch."""
+    import cv2
+    from insightface.model_zoo import get_model
+
+    from facekit.detection.export import export_scrfd_onnx
+    from facekit.detection.weights import load_detector
+    from facekit.runtime.detector import DetectSettings, TorchDetector, load_face_detector
+
+    model, config = load_detector(mnet_dir)
+    onnx_path = export_scrfd_onnx(model, config, tmp_path / "detector.onnx")
+    theirs = get_model(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert type(theirs).__name__ == "SCRFD"
+    theirs.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
+    ours = TorchDetector(model, config)
+    ours_onnx = load_face_detector(onnx_path)
+    photos = [*(shared_data / "faces/dlib_train").glob("20*.jpg"), shared_data / "faces/insightface_samples/t1.jpg"]
+    for photo in photos:
+        image = cv2.imread(str(photo))
+        # insightface letterboxes into 640x640: give all three the same pixels, longest side 640
+        scale = 640 / max(image.shape[:2])
+        image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
+        expected = ours.detect(image, DetectSettings(max_size=640))
+        boxes, points = theirs.detect(image)
+        assert len(boxes) == len(expected), photo.name
+        iou = box_iou(torch.tensor(boxes[:, :4]), torch.tensor(np.stack([f.box for f in expected])))
+        best = iou.max(1)
+        assert (best.values >= 0.95).all(), photo.name
+        for k, j in enumerate(best.indices.tolist()):
+            assert np.abs(points[k] - expected[j].landmarks).max() <= 2.0
+        again = ours_onnx.detect(image, DetectSettings(max_size=640))
+        assert len(again) == len(expected)
+        assert np.abs(np.stack([f.box for f in again]) - np.stack([f.box for f in expected])).max() < 0.5
+
+
+@pytest.mark.parametrize("backend", ["onnx", "scrfd"])
+def test_detect_cli_onnx_backends(cli, shared_data, mnet_dir, backend):
+    from facekit.detection.export import export_scrfd_onnx
+    from facekit.detection.weights import load_detector
+
+    if backend == "onnx":
+        export_scrfd_onnx(*load_detector(mnet_dir), mnet_dir / "detector.onnx")
+        args = ["--model", mnet_dir, "--backend", "onnx"]
+    else:
+        args = ["--model", shared_data / "weights/scrfd_500m_kps/scrfd_500m_bnkps.onnx"]
+    (record,) = run_detect(cli, shared_data / "faces/insightface_samples/t1.jpg", *args)
+    assert len(record["faces"]) == 6

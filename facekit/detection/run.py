@@ -45,8 +45,12 @@ def detect_images(
                 report.skipped.append(str(exc))
                 continue
             faces = detector.detect(image, settings)
-            record = {"image": str(path), "width": image.shape[1], "height": image.shape[0],
-                      "faces": [f.as_dict() for f in faces]}
+            record = {
+                "image": str(path),
+                "width": image.shape[1],
+                "height": image.shape[0],
+                "faces": [f.as_dict() for f in faces],
+            }
             sink.write(json.dumps(record) + "\n")
             report.images += 1
             report.faces += len(faces)

@@ -106,7 +106,16 @@ class TorchDetector:
         return postprocess(boxes.cpu(), scores.cpu(), points.cpu(), settings, scale)
 
 
-def load_face_detector(path: str | os.PathLike, device: str = "cpu") -> TorchDetector:
-    """A detector from a facekit model directory or model.pt."""
+def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: str = "auto"):  # noqa: ANN201
+    """A detector from a facekit model directory / model.pt (PyTorch) or a SCRFD-layout .onnx (ONNX Runtime).
+
+    backend "onnx" on a model directory runs its detector.onnx; "auto" prefers PyTorch for directories.
+    """
+    from facekit.runtime.onnx_detector import OnnxDetector
+
     p = Path(path)
+    if p.suffix == ".onnx":
+        return OnnxDetector(p, device)
+    if backend == "onnx":
+        return OnnxDetector(p / "detector.onnx" if p.is_dir() else p.with_name("detector.onnx"), device)
     return TorchDetector.load(p, device)

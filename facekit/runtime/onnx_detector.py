@@ -1,0 +1,104 @@
+"""SCRFD-layout ONNX detectors (facekit's detector.onnx exports and insightface's SCRFD / det_10g files) run
+by ONNX Runtime. Layout: FORMATS.md section 4."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facekit.errors import DataFormatError
+from facekit.norms import SCRFD
+from facekit.runtime.detector import DetectSettings, Face, postprocess, resize_for_detection
+
+log = logging.getLogger(__name__)
+
+# outputs -> (strides, anchors per location, has key points)
+_LAYOUTS = {
+    6: ((8, 16, 32), 2, False),
+    9: ((8, 16, 32), 2, True),
+    10: ((8, 16, 32, 64, 128), 1, False),
+    15: ((8, 16, 32, 64, 128), 1, True),
+}
+
+
+def create_session(path: str | os.PathLike, device: str = "cpu"):  # noqa: ANN201 - onnxruntime.InferenceSession
+    """An ONNX Runtime session on the CUDA provider when asked for and present, else the CPU (with a warning)."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        else:
+            log.warning("onnxruntime has no CUDA provider here: running %s on the CPU", path)
+    try:
+        return ort.InferenceSession(str(path), providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise DataFormatError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+
+
+class OnnxDetector:
+    """Runs a SCRFD-layout detector. Dynamic-size models see the photo scaled to `max_size` and padded to a
+    multiple of 32; fixed-size models see it letterboxed into their input size."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+        self.path = Path(path)
+        self.session = create_session(path, device)
+        outputs = self.session.get_outputs()
+        if len(outputs) not in _LAYOUTS:
+            raise DataFormatError(f"{path}: {len(outputs)} outputs; a SCRFD-layout detector has 6, 9, 10 or 15")
+        self.strides, self.anchors, self.has_points = _LAYOUTS[len(outputs)]
+        self.input_name = self.session.get_inputs()[0].name
+        shape = self.session.get_inputs()[0].shape
+        self.fixed_size = (shape[3], shape[2]) if all(isinstance(v, int) for v in shape[2:]) else None
+        self.name = f"ONNX {self.path.name}"
+        self._centres: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def _input(self, image: np.ndarray, max_size: int | None) -> tuple[np.ndarray, float]:
+        import cv2
+
+        if self.fixed_size is None:
+            resized, scale = resize_for_detection(image, max_size)
+            h, w = resized.shape[:2]
+            canvas_w, canvas_h = -(-w // 32) * 32, -(-h // 32) * 32
+        else:
+            canvas_w, canvas_h = self.fixed_size
+            scale = min(canvas_w / image.shape[1], canvas_h / image.shape[0])
+            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        canvas = np.zeros((canvas_h, canvas_w, 3), np.uint8)
+        canvas[: resized.shape[0], : resized.shape[1]] = resized
+        return SCRFD(canvas)[None], scale
+
+    def _anchor_centres(self, height: int, width: int, stride: int) -> np.ndarray:
+        key = (height, width, stride)
+        if key not in self._centres:
+            ys, xs = np.mgrid[:height, :width]
+            centres = np.stack([xs, ys], -1).reshape(-1, 1, 2).astype(np.float32) * stride
+            self._centres[key] = np.repeat(centres, self.anchors, 1).reshape(-1, 2)
+        return self._centres[key]
+
+    def detect(self, image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Face]:
+        """Faces in a BGR uint8 [H, W, 3] image, strongest first."""
+        blob, scale = self._input(image, settings.max_size)
+        outs = [o[0] if o.ndim == 3 else o for o in self.session.run(None, {self.input_name: blob})]
+        levels = len(self.strides)
+        boxes, scores, points = [], [], []
+        for i, stride in enumerate(self.strides):
+            centres = self._anchor_centres(blob.shape[2] // stride, blob.shape[3] // stride, stride)
+            dist = outs[levels + i] * stride
+            boxes.append(np.concatenate([centres - dist[:, :2], centres + dist[:, 2:]], 1))
+            scores.append(outs[i][:, 0])
+            if self.has_points:
+                points.append(centres[:, None] + outs[2 * levels + i].reshape(-1, 5, 2) * stride)
+        return postprocess(
+            torch.from_numpy(np.concatenate(boxes)),
+            torch.from_numpy(np.concatenate(scores)),
+            torch.from_numpy(np.concatenate(points)) if self.has_points else None,
+            settings,
+            scale,
+        )
