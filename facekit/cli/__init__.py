@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "make-example-data": "facekit.cli.data:make_example_data_cmd",
     "detect": "facekit.cli.detect:detect_cmd",
     "import-model": "facekit.cli.detect:import_model_cmd",
+    "train-detect": "facekit.cli.train_detect:train_detect_cmd",
 }
 
 

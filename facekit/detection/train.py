@@ -1,0 +1,338 @@
+"""RetinaFace training (`facekit train-detect`): SGD with warm-up and step decay, AMP on CUDA, DDP under torchrun,
+a checkpoint every epoch, exact resume, validation AP / NME, TensorBoard scalars, and the model directory at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from facekit.data.datasets import DetectionDataset
+from facekit.detection.augment import Target, TrainTransform
+from facekit.detection.box_utils import prior_boxes
+from facekit.detection.config import DetectorConfig
+from facekit.detection.loss import MultiBoxLoss
+from facekit.detection.weights import build_detector, load_pretrained
+from facekit.distributed import Distributed
+from facekit.errors import MissingDataError
+from facekit.fileio import atomic_write
+from facekit.modeldir import read_torch_file, save_model
+
+log = logging.getLogger("facekit.train_detect")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class DetectTrainSettings:
+    """Everything `train-detect` can be told. `image_size` None = the body's reference size (640 / 840)."""
+
+    body: str = "mobilenet0.25"
+    image_size: int | None = None
+    epochs: int = 250
+    batch_size: int = 32
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    decay_at: tuple[float, float] = (0.76, 0.88)  # fractions of the epochs (190 and 220 of 250 in the reference)
+    gamma: float = 0.1
+    loss_weights: tuple[float, float, float] = (2.0, 1.0, 1.0)  # box, class, landmark
+    overlap: float = 0.35
+    neg_pos: int = 7
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = True
+    eval_every: int = 10
+    seed: int = 0
+    pretrained: str | None = None
+    resume: bool = False
+    export_onnx: bool = True
+    progress: bool = True
+
+
+class AugmentedDetection(Dataset):
+    """A detection split with TrainTransform; sample i of epoch e always gets the same augmentation (seed, e, i)."""
+
+    def __init__(self, base: DetectionDataset, transform: TrainTransform, seed: int) -> None:
+        self.base = base
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        return self.transform(self.base[index], np.random.default_rng([self.seed, self.epoch, index]))
+
+
+def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, list[Target]]:
+    return torch.stack([image for image, _ in batch]), [target for _, target in batch]
+
+
+def lr_factor(step: int, steps_per_epoch: int, s: DetectTrainSettings) -> float:
+    """Linear warm-up over `warmup_epochs`, then x gamma at each `decay_at` fraction of the epochs."""
+    warmup = s.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    epoch = step / steps_per_epoch
+    return s.gamma ** sum(epoch >= f * s.epochs for f in s.decay_at)
+
+
+def _rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": json.dumps(np.random.get_state()[1].tolist()),
+        "python": json.dumps(random.getstate()[1]),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", np.array(json.loads(state["numpy"]), np.uint32), 624, 0, 0.0))
+    random.setstate((3, tuple(json.loads(state["python"])), None))
+
+
+def train_detector(data_path: str | Path, out_dir: str | Path, s: DetectTrainSettings) -> dict:
+    """Train on `data_path/{train,val}`; write the model directory to `out_dir`. Returns the final metrics."""
+    data_path, out_dir = Path(data_path), Path(out_dir)
+    if not (data_path / "train" / "label.txt").is_file():
+        raise MissingDataError(f"{data_path}: no train/label.txt (expected detection_train_data/train/label.txt)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dist = Distributed.from_env(s.device)
+    try:
+        trainer = _Trainer(data_path, out_dir, s, dist)
+        with _InterruptFlag() as interrupted:
+            for epoch in range(trainer.start_epoch, s.epochs):
+                trainer.run_epoch(epoch, interrupted)
+        metrics = trainer.finish()
+    finally:
+        dist.close()
+    return metrics
+
+
+class _Trainer:
+    """The state of one training run; `run_epoch` is one pass over the training split."""
+
+    def __init__(self, data_path: Path, out_dir: Path, s: DetectTrainSettings, dist: Distributed) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.s, self.dist, self.out_dir = s, dist, out_dir
+        config = DetectorConfig.for_body(s.body)
+        if s.image_size:
+            config = DetectorConfig.from_dict({**config.as_dict(), "image_size": s.image_size})
+        self.config = config
+        if dist.is_main:
+            _log_to(out_dir / "train.log")
+        self.train_set = AugmentedDetection(
+            DetectionDataset(data_path / "train"), TrainTransform(config.image_size, config.norm), s.seed
+        )
+        self.val_dir = data_path / "val" if (data_path / "val" / "label.txt").is_file() else None
+        self.model = build_detector(config)
+        if s.pretrained and not s.resume:
+            log.info("initialised from %s (%s)", s.pretrained, load_pretrained(self.model, s.pretrained))
+        self.model.to(dist.device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
+        )
+        per_rank_batch = max(1, s.batch_size // dist.world_size)
+        self.sampler = torch.utils.data.DistributedSampler(
+            self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=s.seed
+        )
+        self.loader = DataLoader(
+            self.train_set,
+            batch_size=per_rank_batch,
+            sampler=self.sampler,
+            num_workers=s.workers,
+            collate_fn=collate,
+            pin_memory=dist.device.type == "cuda",
+        )
+        self.steps_per_epoch = len(self.loader)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, self.steps_per_epoch, s)
+        )
+        self.use_amp = s.amp and dist.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.criterion = MultiBoxLoss(
+            overlap=s.overlap, neg_pos=s.neg_pos, variances=config.variances, weights=s.loss_weights
+        )
+        self.priors = prior_boxes((config.image_size,) * 2, config.min_sizes, config.steps).to(dist.device)
+        self.start_epoch, self.history = 0, []
+        if s.resume:
+            self.start_epoch, self.history = self._resume(out_dir / CHECKPOINT)
+            log.info("resumed from %s after epoch %d", out_dir / CHECKPOINT, self.start_epoch)
+        self.net = dist.wrap(self.model)
+        self.writer = SummaryWriter(str(out_dir / "tensorboard")) if dist.is_main else None
+        log.info(
+            "training %s on %d images (%d steps/epoch, batch %d x %d ranks) on %s%s",
+            config.body,
+            len(self.train_set),
+            self.steps_per_epoch,
+            per_rank_batch,
+            dist.world_size,
+            dist.device,
+            " with AMP" if self.use_amp else "",
+        )
+
+    def run_epoch(self, epoch: int, interrupted: _InterruptFlag) -> None:
+        from tqdm import tqdm
+
+        s, dist = self.s, self.dist
+        self.sampler.set_epoch(epoch)
+        self.train_set.epoch = epoch
+        self.net.train()
+        sums: dict[str, float] = {}
+        seen, started = 0, time.perf_counter()
+        bar = tqdm(
+            self.loader,
+            desc=f"epoch {epoch + 1}/{s.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None if s.progress and dist.is_main else True,
+        )
+        for images, targets in bar:
+            images = images.to(dist.device, non_blocking=True)
+            with torch.autocast(dist.device.type, dtype=torch.float16, enabled=self.use_amp):
+                losses = self.criterion(self.net(images), self.priors, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(images)
+            seen += len(images)
+            bar.set_postfix(loss=f"{float(losses['loss']):.3f}")
+            if interrupted:
+                log.warning(
+                    "interrupted in epoch %d: the checkpoint after epoch %d is kept; resume with --resume",
+                    epoch + 1,
+                    epoch,
+                )
+                raise KeyboardInterrupt
+        record = {
+            "epoch": epoch + 1,
+            "step": (epoch + 1) * self.steps_per_epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": round(seen * dist.world_size / (time.perf_counter() - started), 2),
+            **{
+                ("loss" if k == "loss" else f"loss_{k}"): round(dist.mean(v / max(seen, 1)), 5) for k, v in sums.items()
+            },
+        }
+        if self.val_dir is not None and dist.is_main and ((epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs):
+            record.update(_validate(self.model, self.config, self.val_dir))
+        self.history.append(record)
+        if dist.is_main:
+            log.info("epoch %s", " ".join(f"{k}={v}" for k, v in record.items()))
+            for k, v in record.items():
+                if k not in ("epoch", "step") and v is not None:
+                    self.writer.add_scalar(k if k.startswith("val_") else f"train/{k}", v, record["step"])
+            self._save_checkpoint(self.out_dir / CHECKPOINT, epoch + 1)
+        dist.barrier()
+
+    def finish(self) -> dict:
+        s = self.s
+        metrics = {"epochs": s.epochs, "steps": s.epochs * self.steps_per_epoch, "history": self.history}
+        evaluated = [h for h in self.history if "val_ap50" in h]
+        metrics["final"] = dict(evaluated[-1] if evaluated else self.history[-1] if self.history else {})
+        if self.dist.is_main:
+            self.writer.close()
+            _write_artifacts(self.out_dir, self.model, self.config, s, metrics)
+        return metrics
+
+    def _save_checkpoint(self, path: Path, epoch: int) -> None:
+        state = {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(),
+            "history": json.dumps(self.history),
+            "config": self.config.as_dict(),
+            "settings": json.dumps(asdict(self.s)),
+        }
+        with atomic_write(path, "wb") as f:
+            torch.save(state, f)
+
+    def _resume(self, path: Path) -> tuple[int, list]:
+        if not path.is_file():
+            raise MissingDataError(f"{path}: no checkpoint to resume from")
+        state = read_torch_file(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        return int(state["epoch"]), json.loads(state["history"])
+
+
+def _validate(model: torch.nn.Module, config: DetectorConfig, val_dir: Path) -> dict:
+    from facekit.detection.evaluate import evaluate_split
+    from facekit.runtime.detector import DetectSettings, TorchDetector
+
+    was_training = model.training
+    result = evaluate_split(
+        val_dir,
+        TorchDetector(model, config, str(next(model.parameters()).device)),
+        DetectSettings(threshold=0.02, max_size=config.image_size * 2),
+    )
+    model.train(was_training)
+    return {"val_ap50": round(result.ap, 5), "val_nme": None if result.nme is None else round(result.nme, 5)}
+
+
+def _write_artifacts(out_dir: Path, model, config: DetectorConfig, s: DetectTrainSettings, metrics: dict) -> None:  # noqa: ANN001
+    from facekit.detection.export import export_scrfd_onnx
+
+    save_model(
+        out_dir,
+        kind="detector",
+        config=config.as_dict(),
+        state_dict=model.state_dict(),
+        meta={"trained_with": {k: v for k, v in asdict(s).items() if k != "progress"}, "final": metrics["final"]},
+    )
+    if s.export_onnx:
+        export_scrfd_onnx(model.cpu(), config, out_dir / "detector.onnx")
+    with atomic_write(out_dir / "metrics.json") as f:
+        json.dump(metrics, f, indent=2)
+    log.info("wrote %s", ", ".join(p.name for p in sorted(out_dir.iterdir())))
+
+
+def _log_to(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("facekit").addHandler(handler)
+    logging.getLogger("facekit").setLevel(logging.INFO)
+
+
+class _InterruptFlag:
+    """Turns the first Ctrl-C into a flag checked after each step (so the checkpoint on disk stays consistent);
+    a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._previous = None
+
+    def __enter__(self) -> _InterruptFlag:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, *_: object) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __bool__(self) -> bool:
+        return self.hit
