@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "detect": "facekit.cli.detect:detect_cmd",
     "import-model": "facekit.cli.detect:import_model_cmd",
     "train-detect": "facekit.cli.train_detect:train_detect_cmd",
+    "eval-detect": "facekit.cli.eval_detect:eval_detect_cmd",
 }
 
 

@@ -18,9 +18,9 @@ def _print_tree(value: object, indent: int = 2) -> None:
                 _print_tree(sub, indent + 2)
             elif isinstance(sub, dict):
                 inline = ", ".join(f"{k} {v}" for k, v in sub.items()) or "-"
-                click.echo(f"{' ' * indent}{key + ':':<24}{inline}")
+                click.echo(f"{' ' * indent}{key + ':':<23} {inline}")
             else:
-                click.echo(f"{' ' * indent}{key + ':':<24}{'-' if sub is None else sub}")
+                click.echo(f"{' ' * indent}{key + ':':<23} {'-' if sub is None else sub}")
 
 
 @click.command("inspect")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import signal
 import time
@@ -287,7 +288,8 @@ def _validate(model: torch.nn.Module, config: DetectorConfig, val_dir: Path) -> 
         DetectSettings(threshold=0.02, max_size=config.image_size * 2),
     )
     model.train(was_training)
-    return {"val_ap50": round(result.ap, 5), "val_nme": None if result.nme is None else round(result.nme, 5)}
+    nme = result.nme.nme
+    return {"val_ap50": round(float(result.ap.ap), 5), "val_nme": None if math.isnan(nme) else round(nme, 5)}
 
 
 def _write_artifacts(out_dir: Path, model, config: DetectorConfig, s: DetectTrainSettings, metrics: dict) -> None:  # noqa: ANN001
