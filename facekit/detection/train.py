@@ -61,19 +61,27 @@ class DetectTrainSettings:
 
 
 class AugmentedDetection(Dataset):
-    """A detection split with TrainTransform; sample i of epoch e always gets the same augmentation (seed, e, i)."""
+    """A detection split with TrainTransform, indexed by (epoch, i): sample i of epoch e always gets the same
+    augmentation, drawn from a generator seeded with (seed, e, i), in whichever worker process loads it."""
 
     def __init__(self, base: DetectionDataset, transform: TrainTransform, seed: int) -> None:
         self.base = base
         self.transform = transform
         self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
-        return self.transform(self.base[index], np.random.default_rng([self.seed, self.epoch, index]))
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, Target]:
+        epoch, index = key
+        return self.transform(self.base[index], np.random.default_rng([self.seed, epoch, index]))
+
+
+class EpochSampler(torch.utils.data.DistributedSampler):
+    """DistributedSampler that yields (epoch, index), so persistent workers know the epoch."""
+
+    def __iter__(self):  # noqa: ANN204
+        return ((self.epoch, i) for i in super().__iter__())
 
 
 def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, list[Target]]:
@@ -138,6 +146,7 @@ class _Trainer:
             DetectionDataset(data_path / "train"), TrainTransform(config.image_size, config.norm), s.seed
         )
         self.val_dir = data_path / "val" if (data_path / "val" / "label.txt").is_file() else None
+        torch.manual_seed(s.seed)  # the initial weights of the parts no checkpoint fills
         self.model = build_detector(config)
         if s.pretrained and not s.resume:
             log.info("initialised from %s (%s)", s.pretrained, load_pretrained(self.model, s.pretrained))
@@ -146,7 +155,7 @@ class _Trainer:
             self.model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
         )
         per_rank_batch = max(1, s.batch_size // dist.world_size)
-        self.sampler = torch.utils.data.DistributedSampler(
+        self.sampler = EpochSampler(
             self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=s.seed
         )
         self.loader = DataLoader(
@@ -156,6 +165,7 @@ class _Trainer:
             num_workers=s.workers,
             collate_fn=collate,
             pin_memory=dist.device.type == "cuda",
+            persistent_workers=s.workers > 0,
         )
         self.steps_per_epoch = len(self.loader)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -189,7 +199,6 @@ class _Trainer:
 
         s, dist = self.s, self.dist
         self.sampler.set_epoch(epoch)
-        self.train_set.epoch = epoch
         self.net.train()
         sums: dict[str, float] = {}
         seen, started = 0, time.perf_counter()
@@ -210,9 +219,9 @@ class _Trainer:
             self.scaler.update()
             self.scheduler.step()
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(images)
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(images)
             seen += len(images)
-            bar.set_postfix(loss=f"{float(losses['loss']):.3f}")
+            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}")
             if interrupted:
                 log.warning(
                     "interrupted in epoch %d: the checkpoint after epoch %d is kept; resume with --resume",
