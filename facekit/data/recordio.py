@@ -159,7 +159,9 @@ class RecordReader:
                 raise DataFormatError(f"{label}: chunk flag {cflag} at byte {pos}, expected one of {expected}")
             start = pos + 8
             if start + length > size:
-                raise DataFormatError(f"{label}: payload of {length} bytes runs past the end of the file ({size} bytes)")
+                raise DataFormatError(
+                    f"{label}: payload of {length} bytes runs past the end of the file ({size} bytes)"
+                )
             parts.append(data[start : start + length])
             pos = start + ((length + 3) & ~3)
             if cflag in (0, 3):
@@ -258,4 +260,3 @@ class RecordWriter:
             self.close()
         else:
             self.abort()
-

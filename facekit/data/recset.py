@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -39,7 +40,9 @@ class RecognitionSet:
         header, image = unpack(self.reader.read(key), f"{self.reader.rec_path}: key {key}")
         label = header.class_label
         if not float(label).is_integer() or label < 0:
-            raise DataFormatError(f"{self.reader.rec_path}: key {key}: class label {label} is not a non-negative integer")
+            raise DataFormatError(
+                f"{self.reader.rec_path}: key {key}: class label {label} is not a non-negative integer"
+            )
         return int(label), image
 
     def __getitem__(self, index: int) -> tuple[int, bytes]:
@@ -109,27 +112,30 @@ def _open(reader: RecordReader) -> RecognitionSet:
     if header.flag == 0:
         return RecognitionSet(convention="plain", image_keys=reader.keys, **base)
     if header.flag != 2:
-        raise DataFormatError(f"{rec_path}: key 0: header record must hold 2 labels [first_id_key, end_id_key], has {header.flag}")
+        raise DataFormatError(
+            f"{rec_path}: key 0: header record must hold 2 labels [first_id_key, end_id_key], has {header.flag}"
+        )
     first_id, end_id = _key_pair(header.label, f"{rec_path}: key 0: identity key range")
     if not 1 <= first_id <= end_id:
         raise DataFormatError(f"{rec_path}: key 0: identity key range [{first_id}, {end_id}) is not valid")
-    if end_id > len(reader):
-        raise DataFormatError(
-            f"{reader.idx_path}: header record promises keys 0..{end_id - 1}, the .idx has {len(reader)} keys"
-        )
-    missing = [k for k in range(1, end_id) if k not in reader]
+    missing = end_id - 1 - sum(1 <= k < end_id for k in reader.offsets)  # counted: a corrupt end_id can be huge
     if missing:
+        first = list(islice((k for k in range(1, end_id) if k not in reader), 5))
         raise DataFormatError(
-            f"{reader.idx_path}: header record promises keys 1..{end_id - 1}, {len(missing)} missing (first: {missing[:5]})"
+            f"{reader.idx_path}: header record promises keys 1..{end_id - 1}, {missing} missing (first: {first})"
         )
     ranges: dict[int, tuple[int, int]] = {}
     for key in range(first_id, end_id):
         h, _ = unpack(reader.read(key), f"{rec_path}: key {key}")
         if h.flag != 2:
-            raise DataFormatError(f"{rec_path}: key {key}: identity record must hold 2 labels [first, end), has {h.flag}")
+            raise DataFormatError(
+                f"{rec_path}: key {key}: identity record must hold 2 labels [first, end), has {h.flag}"
+            )
         a, b = _key_pair(h.label, f"{rec_path}: key {key}: identity image range")
         if not 1 <= a <= b <= first_id:
-            raise DataFormatError(f"{rec_path}: key {key}: identity image range [{a}, {b}) outside images 1..{first_id - 1}")
+            raise DataFormatError(
+                f"{rec_path}: key {key}: identity image range [{a}, {b}) outside images 1..{first_id - 1}"
+            )
         ranges[key - first_id] = (a, b)
     return RecognitionSet(convention="insightface", image_keys=list(range(1, first_id)), identity_ranges=ranges, **base)
 
@@ -163,7 +169,9 @@ def write_recognition_set(
             elif sample.label == len(ranges):
                 ranges.append((key, key + 1))
             else:
-                raise ValueError(f"samples must be grouped by label 0..C-1 in order; got label {sample.label} at key {key}")
+                raise ValueError(
+                    f"samples must be grouped by label 0..C-1 in order; got label {sample.label} at key {key}"
+                )
             writer.write(key, pack([float(sample.label), 1.0], sample.image, id=key))
             entries.append(LstEntry(path=sample.path, label=sample.label))
         first_id = key + 1
