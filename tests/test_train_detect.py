@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from orl_scenes import label_orl, write_layout
 
 WEIGHTS = "weights/pytorch_retinaface_mnet025"

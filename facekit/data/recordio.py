@@ -12,9 +12,10 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from facekit.errors import DataFormatError, MissingDataError, where
 from facekit.fileio import commit, discard, temp_beside
@@ -82,7 +83,8 @@ def read_idx(idx_path: str | os.PathLike) -> dict[int, int]:
                         raise ValueError
                 except ValueError:
                     raise DataFormatError(
-                        f"{where(idx_path, line_no)}: expected 'key<TAB>offset' with integers, got {line.strip()[:60]!r}"
+                        f"{where(idx_path, line_no)}: expected 'key<TAB>offset' with integers, "
+                        f"got {line.strip()[:60]!r}"
                     ) from None
                 if key in offsets:
                     raise DataFormatError(f"{where(idx_path, line_no)}: key {key} appears twice")

@@ -9,10 +9,11 @@ Image labels are a float or a list whose first value is the class.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from facekit.data.lst import LstEntry, Property, read_property, write_lst, write_property
 from facekit.data.recordio import RecordReader, RecordWriter, pack, unpack
