@@ -168,3 +168,21 @@ def test_detect_cli_onnx_backends(cli, shared_data, mnet_dir, backend):
         args = ["--model", shared_data / "weights/scrfd_500m_kps/scrfd_500m_bnkps.onnx"]
     (record,) = run_detect(cli, shared_data / "faces/insightface_samples/t1.jpg", *args)
     assert len(record["faces"]) == 6
+
+
+def test_load_pretrained_sources(shared_data, mnet_dir, tmp_path):
+    from facekit.detection.config import DetectorConfig
+    from facekit.detection.weights import build_detector, load_pretrained
+    from facekit.errors import DataFormatError
+
+    model = build_detector(DetectorConfig.for_body("mobilenet0.25"))
+    assert load_pretrained(model, mnet_dir) == "facekit detector"
+    assert load_pretrained(model, shared_data / WEIGHTS) == "Pytorch_Retinaface detector"
+    tar = shared_data / "weights/pytorch_retinaface_mnet025/mobilenetV1X0.25_pretrain.tar"
+    assert load_pretrained(model, tar) == "ImageNet backbone"
+    resnet = build_detector(DetectorConfig.for_body("resnet50"))
+    with pytest.raises(DataFormatError, match="weights do not fit this detector"):
+        load_pretrained(resnet, shared_data / WEIGHTS)
+    torch.save({"something": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(DataFormatError, match="other.pth: weights fit neither the detector nor its backbone"):
+        load_pretrained(model, tmp_path / "other.pth")

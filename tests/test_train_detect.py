@@ -140,3 +140,44 @@ def test_missing_train_split(cli, tmp_path):
     (tmp_path / "d").mkdir()
     result = cli("train-detect", tmp_path / "d", tmp_path / "m")
     assert result.exit_code == 1 and "no train/label.txt" in result.output
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_gloo(orl_faces, tmp_path):
+    """Two CPU processes (gloo) split the global batch; rank 0 writes the model and reports once."""
+    import subprocess
+    import sys
+
+    data = write_layout(tmp_path / "data", orl_faces, {"train": 16, "val": 4}, size=128, seed=3)
+    out = tmp_path / "m"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "facekit",
+        "train-detect",
+        str(data),
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--image-size",
+        "128",
+        "--workers",
+        "0",
+        "--no-onnx",
+        "--eval-every",
+        "2",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("trained 2 epochs (4 steps)") == 1
+    assert "batch 4 x 2 ranks" in (out / "train.log").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and "val_ap50" in metrics["final"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -56,6 +57,8 @@ def train_detect_cmd(data_path: Path, model_output_path: Path, **options: object
     options["pretrained"] = str(options["pretrained"]) if options["pretrained"] else None
     options["loss_weights"] = tuple(options["loss_weights"])
     metrics = train_detector(data_path, model_output_path, DetectTrainSettings(**options))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
+        return
     final = metrics["final"]
     summary = ", ".join(f"{k} {v}" for k, v in final.items() if k.startswith(("val_", "loss")) and v is not None)
     click.echo(f"trained {metrics['epochs']} epochs ({metrics['steps']} steps): {summary}")
