@@ -18,6 +18,10 @@ class Normalization:
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
         """uint8 BGR [H, W, 3] -> float32 [3, H, W]."""
+        if len(set(self.std)) == 1:  # OpenCV's blob maker does it in one pass, several times faster than numpy
+            import cv2
+
+            return cv2.dnn.blobFromImage(image_bgr, 1.0 / self.std[0], None, self.mean, swapRB=self.rgb)[0]
         image = image_bgr[:, :, ::-1] if self.rgb else image_bgr
         out = (image.astype(np.float32) - np.float32(self.mean)) / np.float32(self.std)
         return np.ascontiguousarray(out.transpose(2, 0, 1))

@@ -98,11 +98,13 @@ class TorchDetector:
         h, w = resized.shape[:2]
         x = torch.from_numpy(self.config.norm(resized))[None].to(self.device)
         loc, logits, landm = self.model(x)
-        priors = prior_boxes((h, w), self.config.min_sizes, self.config.steps).to(self.device)
-        size = torch.tensor([w, h], dtype=torch.float32, device=self.device)
-        boxes = decode(loc[0], priors, self.config.variances) * size.repeat(2)
-        points = decode_landmarks(landm[0], priors, self.config.variances) * size
         scores = logits[0].softmax(-1)[:, 1]
+        keep = scores > settings.threshold  # decode only the candidates
+        priors = prior_boxes((h, w), self.config.min_sizes, self.config.steps).to(self.device)[keep]
+        size = torch.tensor([w, h], dtype=torch.float32, device=self.device)
+        boxes = decode(loc[0, keep], priors, self.config.variances) * size.repeat(2)
+        points = decode_landmarks(landm[0, keep], priors, self.config.variances) * size
+        scores = scores[keep]
         return postprocess(boxes.cpu(), scores.cpu(), points.cpu(), settings, scale)
 
 

@@ -89,12 +89,13 @@ class OnnxDetector:
         levels = len(self.strides)
         boxes, scores, points = [], [], []
         for i, stride in enumerate(self.strides):
-            centres = self._anchor_centres(blob.shape[2] // stride, blob.shape[3] // stride, stride)
-            dist = outs[levels + i] * stride
+            keep = np.flatnonzero(outs[i][:, 0] > settings.threshold)  # decode only the candidates
+            centres = self._anchor_centres(blob.shape[2] // stride, blob.shape[3] // stride, stride)[keep]
+            dist = outs[levels + i][keep] * stride
             boxes.append(np.concatenate([centres - dist[:, :2], centres + dist[:, 2:]], 1))
-            scores.append(outs[i][:, 0])
+            scores.append(outs[i][keep, 0])
             if self.has_points:
-                points.append(centres[:, None] + outs[2 * levels + i].reshape(-1, 5, 2) * stride)
+                points.append(centres[:, None] + outs[2 * levels + i][keep].reshape(-1, 5, 2) * stride)
         return postprocess(
             torch.from_numpy(np.concatenate(boxes)),
             torch.from_numpy(np.concatenate(scores)),
