@@ -22,14 +22,22 @@ lint: install
 	$(BIN)/ruff check facekit tests bench
 	$(BIN)/ruff format --check facekit tests bench
 
+# The workflow so far on generated data: data -> detector training -> evaluation -> detection (a few minutes on 2 cores).
 demo: install
 	$(BIN)/facekit make-example-data $(DEMO)/data
 	$(BIN)/facekit inspect $(DEMO)/data/recognition_train_data
 	$(BIN)/facekit inspect $(DEMO)/data/detection_train_data
-	$(BIN)/facekit inspect $(DEMO)/data/gallery
+	$(BIN)/facekit train-detect $(DEMO)/data/detection_train_data $(DEMO)/detector \
+		--epochs 20 --batch-size 8 --image-size 320 --lr 5e-3 --eval-every 5
+	$(BIN)/facekit eval-detect $(DEMO)/data/detection_train_data/val --model $(DEMO)/detector --out $(DEMO)/detector/eval
+	$(BIN)/facekit detect $(DEMO)/data/probe --model $(DEMO)/detector --out $(DEMO)/detections.jsonl \
+		--save-annotated $(DEMO)/annotated
+	@echo "demo: data in $(DEMO)/data, detector in $(DEMO)/detector (model.pt, detector.onnx, metrics.json,"
+	@echo "      eval/pr_curve.png), detections in $(DEMO)/detections.jsonl, drawn on $(DEMO)/annotated/"
 
 bench: install
 	$(BIN)/python bench/bench_recordio.py
+	$(BIN)/python bench/bench_detect.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

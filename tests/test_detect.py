@@ -100,6 +100,13 @@ def test_group_photo_six_faces(cli, shared_data, mnet_dir, tmp_path):
     assert (tmp_path / "ann/t1.jpg").is_file()
 
 
+def test_annotated_copies_keep_the_folder_structure(cli, shared_data, mnet_dir, tmp_path):
+    train = shared_data / "faces/face_recognition_examples/examples/knn_examples/train"
+    run_detect(cli, train, "--model", mnet_dir, "--save-annotated", tmp_path / "ann")
+    written = sorted(p.relative_to(tmp_path / "ann").as_posix() for p in (tmp_path / "ann").rglob("*.jpg"))
+    assert len(written) == 9 and "biden/biden2.jpg" in written and "obama/obama2.jpg" in written
+
+
 def test_unreadable_images_skipped_and_reported(cli, shared_data, mnet_dir, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a/broken.jpg").write_bytes(b"\xff\xd8 nope")

@@ -36,6 +36,7 @@ def detect_images(
     from facekit.draw import draw_faces
 
     paths = list_images(inputs)
+    root = Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else Path()
     report = DetectReport()
     with atomic_write(out) if out else _stdout() as sink:
         for path in tqdm(paths, desc="detect", unit="img", disable=None, file=sys.stderr):
@@ -54,9 +55,9 @@ def detect_images(
             sink.write(json.dumps(record) + "\n")
             report.images += 1
             report.faces += len(faces)
-            if annotated_dir is not None:
-                target = annotated_dir / f"{path.stem}.jpg"
-                annotated_dir.mkdir(parents=True, exist_ok=True)
+            if annotated_dir is not None:  # mirror the input folders, so equal file names do not collide
+                target = (annotated_dir / path.resolve().relative_to(root)).with_suffix(".jpg")
+                target.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(target), draw_faces(image, faces))
     return report
 
