@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from facekit.cli.options import detector_options
+
 IMPORTERS = {"pytorch-retinaface": "Pytorch_Retinaface checkpoint (.pth, MobileNet-0.25 or ResNet-50 body)"}
 
 
@@ -27,37 +29,15 @@ def import_model_cmd(source: str, file: Path, out_dir: Path, body: str | None) -
 
 @click.command("detect")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A facekit detector model directory (or its model.pt), or a SCRFD-layout .onnx "
-    "(facekit's detector.onnx, insightface's SCRFD / det_10g).",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "torch", "onnx"]),
-    default="auto",
-    show_default=True,
-    help="For a model directory: PyTorch (auto) or its detector.onnx through ONNX Runtime.",
-)
+@detector_options()
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Minimum face score.")
 @click.option("--nms", default=0.4, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
-@click.option(
-    "--max-size",
-    default=1280,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Scale larger photos down to this longest side (0 = original size).",
-)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON Lines here instead of stdout.")
 @click.option(
     "--save-annotated",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write a copy of each image with boxes, scores and landmarks drawn.",
 )
-@click.option("--device", default="cpu", show_default=True, help="PyTorch device (cpu, cuda, cuda:1).")
 def detect_cmd(
     images: tuple[Path, ...],
     model_path: Path,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from facekit.cli.options import detector_options
+
 
 def _ap(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.4f}"  # NaN: no ground-truth face
@@ -16,28 +18,7 @@ def _ap(value: float) -> str:
 
 @click.command("eval-detect")
 @click.argument("split_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A facekit detector model directory (or its model.pt), or a SCRFD-layout .onnx.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "torch", "onnx"]),
-    default="auto",
-    show_default=True,
-    help="For a model directory: PyTorch (auto) or its detector.onnx through ONNX Runtime.",
-)
-@click.option("--device", default="cpu", show_default=True, help="PyTorch device (cpu, cuda, cuda:1).")
-@click.option(
-    "--max-size",
-    default=1280,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Scale larger photos down to this longest side (0 = original size, as the WIDER FACE protocol uses).",
-)
+@detector_options("Scale larger photos down to this longest side (0 = original size, as the WIDER FACE protocol uses).")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

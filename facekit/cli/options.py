@@ -1,0 +1,40 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+
+def detector_options(
+    max_size_help: str = "Scale larger photos down to this longest side (0 = original size).",
+) -> Callable:
+    """--model, --backend, --device and --max-size: which detector runs where, on what input size."""
+    options = [
+        click.option(
+            "--model",
+            "model_path",
+            required=True,
+            type=click.Path(exists=True, path_type=Path),
+            help="A facekit detector model directory (or its model.pt), or a SCRFD-layout .onnx "
+            "(facekit's detector.onnx, insightface's SCRFD / det_10g).",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["auto", "torch", "onnx"]),
+            default="auto",
+            show_default=True,
+            help="For a model directory: PyTorch (auto) or its detector.onnx through ONNX Runtime.",
+        ),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (ONNX: the CUDA provider)."),
+        click.option("--max-size", default=1280, show_default=True, type=click.IntRange(min=0), help=max_size_help),
+    ]
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
