@@ -1,0 +1,125 @@
+"""Partial FC (An et al., "Partial FC: Training 10 Million Identities on a Single Machine", 2021).
+
+The class centres W [C, D] are sharded across the ranks (rank r holds a contiguous block of classes); each step
+every rank sees the embeddings of the whole global batch, samples a subset of its centres (all classes present in
+the batch, plus random others up to `sample_rate` x its share), computes cosine logits, lets a margin function
+shape them, and a distributed softmax cross-entropy combines the shards. With one process and sample_rate 1.0 this
+is an ordinary cosine classifier.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_bounds(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[start, end) of the classes rank `rank` holds: contiguous blocks, the first ones one larger."""
+    base, extra = divmod(num_classes, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+class _GatherEmbeddings(torch.autograd.Function):
+    """All-gather [B, D] -> [world * B, D]. Backward sums each sample's gradient over the ranks and multiplies
+    by the world size, so that DDP's gradient averaging of the backbone yields the single-process gradient."""
+
+    @staticmethod
+    def forward(ctx, local: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        rank, world = _world()
+        ctx.rank, ctx.world, ctx.batch = rank, world, local.shape[0]
+        parts = [torch.empty_like(local) for _ in range(world)]
+        dist.all_gather(parts, local.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # gloo has no reduce_scatter: reduce everything, keep our rows
+        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch] * ctx.world
+
+
+class _DistCrossEntropy(torch.autograd.Function):
+    """Mean softmax cross-entropy over classes split across ranks. logits [B, C_local]; labels [B] index the local
+    columns, -1 where the target lives on another rank."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        _, world = _world()
+        logits = logits.float()
+        top = logits.max(1, keepdim=True).values
+        if world > 1:
+            dist.all_reduce(top, dist.ReduceOp.MAX)
+        exp = (logits - top).exp()
+        total = exp.sum(1, keepdim=True)
+        if world > 1:
+            dist.all_reduce(total)
+        prob = exp / total
+        here = labels >= 0
+        target = torch.zeros(len(labels), device=logits.device)
+        target[here] = prob[here, labels[here]]
+        if world > 1:
+            dist.all_reduce(target)
+        ctx.save_for_backward(prob, labels)
+        return -target.clamp(min=1e-30).log().mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        prob, labels = ctx.saved_tensors
+        here = labels >= 0
+        g = prob.clone()
+        g[here, labels[here]] -= 1
+        return g * (grad / len(labels)), None
+
+
+class PartialFC(nn.Module):
+    """Sharded, sampled class centres + margin + distributed cross-entropy.
+
+    forward(embeddings [B, D] local batch, labels [B] global class ids, margin) -> scalar loss, where margin maps
+    (cosine [N, C_sampled], labels [N] column or -1) -> logits [N, C_sampled].
+    """
+
+    def __init__(self, *, embedding_size: int, num_classes: int, sample_rate: float = 1.0) -> None:
+        super().__init__()
+        if not 0 < sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
+        self.rank, self.world = _world()
+        self.num_classes = num_classes
+        self.start, self.end = shard_bounds(num_classes, self.rank, self.world)
+        self.sample_rate = sample_rate
+        self.weight = nn.Parameter(torch.normal(0, 0.01, (self.end - self.start, embedding_size)))
+
+    def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(indices of the centres used this step or None for all, labels as columns of them or -1)."""
+        local = torch.where((labels >= self.start) & (labels < self.end), labels - self.start, -1)
+        count = self.end - self.start
+        wanted = math.ceil(self.sample_rate * count)
+        if wanted >= count:
+            return None, local
+        positives = torch.unique(local[local >= 0])
+        score = torch.rand(count, device=labels.device)
+        score[positives] = 2.0  # every class of the batch is kept
+        index = score.topk(max(wanted, len(positives))).indices.sort().values
+        columns = torch.searchsorted(index, local.clamp(min=0))
+        return index, torch.where(local >= 0, columns, -1)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, margin: nn.Module) -> torch.Tensor:
+        if self.world > 1:
+            embeddings = _GatherEmbeddings.apply(embeddings)
+            gathered = [torch.empty_like(labels) for _ in range(self.world)]
+            dist.all_gather(gathered, labels.contiguous())
+            labels = torch.cat(gathered)
+        index, columns = self.sample(labels)
+        weight = self.weight if index is None else self.weight[index]
+        cosine = F.linear(F.normalize(embeddings.float()), F.normalize(weight.float())).clamp(-1, 1)
+        return _DistCrossEntropy.apply(margin(cosine, columns), columns)

@@ -1,0 +1,119 @@
+"""Partial FC: equals a plain cosine classifier on one process, samples correctly, and two gloo processes with
+sharded centres give the single-process loss and gradients."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facekit.recognition.partial_fc import PartialFC, shard_bounds
+
+
+class Scale(torch.nn.Module):
+    """A margin function that only scales: NormFace."""
+
+    def forward(self, cosine, labels):
+        return 16.0 * cosine
+
+
+def reference_loss(embeddings, labels, weight):
+    return F.cross_entropy(16.0 * F.linear(F.normalize(embeddings), F.normalize(weight)), labels)
+
+
+def test_single_process_equals_cosine_softmax():
+    torch.manual_seed(0)
+    head = PartialFC(embedding_size=8, num_classes=11)
+    x = torch.randn(6, 8, requires_grad=True)
+    labels = torch.tensor([0, 3, 3, 10, 7, 1])
+    loss = head(x, labels, Scale())
+    x_ref = x.detach().clone().requires_grad_(True)
+    w_ref = head.weight.detach().clone().requires_grad_(True)
+    expected = reference_loss(x_ref, labels, w_ref)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(head.weight.grad, w_ref.grad)
+
+
+def test_sampling_keeps_positives_and_maps_columns():
+    torch.manual_seed(1)
+    head = PartialFC(embedding_size=4, num_classes=100, sample_rate=0.2)
+    labels = torch.tensor([5, 99, 5, 42, 0])
+    torch.manual_seed(2)
+    index, columns = head.sample(labels)
+    assert len(index) == 20 and torch.equal(index, index.sort().values)
+    assert torch.equal(index[columns], labels)
+    x = torch.randn(5, 4, requires_grad=True)
+    torch.manual_seed(2)  # the same draw inside forward
+    head(x, labels, Scale()).backward()
+    touched = head.weight.grad.abs().sum(1) > 0
+    assert set(touched.nonzero().squeeze(1).tolist()) == set(index.tolist())
+
+
+def test_more_positives_than_the_rate_allows():
+    head = PartialFC(embedding_size=4, num_classes=10, sample_rate=0.1)
+    labels = torch.arange(6)
+    index, columns = head.sample(labels)
+    assert torch.equal(index, torch.arange(6)) and torch.equal(columns, labels)
+
+
+def test_shard_bounds():
+    assert [shard_bounds(10, r, 3) for r in range(3)] == [(0, 4), (4, 7), (7, 10)]
+    assert shard_bounds(5, 0, 1) == (0, 5)
+
+
+def _worker(rank, world, init_file, result_file):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    full = torch.randn(11, 8)
+    x = torch.randn(8, 8)
+    labels = torch.tensor([0, 3, 3, 10, 7, 1, 5, 9])
+    head = PartialFC(embedding_size=8, num_classes=11)
+    with torch.no_grad():
+        head.weight.copy_(full[head.start : head.end])
+    local = x[rank * 4 : (rank + 1) * 4].clone().requires_grad_(True)
+    loss = head(local, labels[rank * 4 : (rank + 1) * 4], Scale())
+    loss.backward()
+    torch.save(
+        {
+            "loss": loss.detach(),
+            "x_grad": local.grad / world,
+            "w_grad": head.weight.grad,
+            "bounds": (head.start, head.end),
+        },
+        f"{result_file}.{rank}",
+    )
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one(tmp_path):
+    """x_grad / world: DDP averages backbone gradients over the ranks."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2, join=True)
+    parts = [torch.load(f"{tmp_path / 'out'}.{r}", weights_only=True) for r in range(2)]
+    torch.manual_seed(0)
+    full = torch.randn(11, 8, requires_grad=True)
+    x = torch.randn(8, 8, requires_grad=True)
+    labels = torch.tensor([0, 3, 3, 10, 7, 1, 5, 9])
+    expected = reference_loss(x, labels, full)
+    expected.backward()
+    for rank, part in enumerate(parts):
+        torch.testing.assert_close(part["loss"], expected.detach())
+        start, end = part["bounds"]
+        torch.testing.assert_close(part["w_grad"], full.grad[start:end])
+        torch.testing.assert_close(part["x_grad"], x.grad[rank * 4 : (rank + 1) * 4])
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_torchrun_env(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    os.environ.pop("MASTER_ADDR", None)
