@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from facekit.distributed import Distributed
 from facekit.errors import MissingDataError
 from facekit.fileio import atomic_write
 from facekit.modeldir import read_torch_file, save_model
+from facekit.training import InterruptFlag, log_to, rng_state, set_rng_state
 
 log = logging.getLogger("facekit.train_detect")
 CHECKPOINT = "checkpoint.pt"
@@ -97,20 +96,6 @@ def lr_factor(step: int, steps_per_epoch: int, s: DetectTrainSettings) -> float:
     return s.gamma ** sum(epoch >= f * s.epochs for f in s.decay_at)
 
 
-def _rng_state() -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": json.dumps(np.random.get_state()[1].tolist()),
-        "python": json.dumps(random.getstate()[1]),
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.array(json.loads(state["numpy"]), np.uint32), 624, 0, 0.0))
-    random.setstate((3, tuple(json.loads(state["python"])), None))
-
-
 def train_detector(data_path: str | Path, out_dir: str | Path, s: DetectTrainSettings) -> dict:
     """Train on `data_path/{train,val}`; write the model directory to `out_dir`. Returns the final metrics."""
     data_path, out_dir = Path(data_path), Path(out_dir)
@@ -120,7 +105,7 @@ def train_detector(data_path: str | Path, out_dir: str | Path, s: DetectTrainSet
     dist = Distributed.from_env(s.device)
     try:
         trainer = _Trainer(data_path, out_dir, s, dist)
-        with _InterruptFlag() as interrupted:
+        with InterruptFlag() as interrupted:
             for epoch in range(trainer.start_epoch, s.epochs):
                 trainer.run_epoch(epoch, interrupted)
         metrics = trainer.finish()
@@ -141,7 +126,7 @@ class _Trainer:
             config = DetectorConfig.from_dict({**config.as_dict(), "image_size": s.image_size})
         self.config = config
         if dist.is_main:
-            _log_to(out_dir / "train.log")
+            log_to(out_dir / "train.log")
         self.train_set = AugmentedDetection(
             DetectionDataset(data_path / "train"), TrainTransform(config.image_size, config.norm), s.seed
         )
@@ -194,7 +179,7 @@ class _Trainer:
             " with AMP" if self.use_amp else "",
         )
 
-    def run_epoch(self, epoch: int, interrupted: _InterruptFlag) -> None:
+    def run_epoch(self, epoch: int, interrupted: InterruptFlag) -> None:
         from tqdm import tqdm
 
         s, dist = self.s, self.dist
@@ -266,7 +251,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "history": json.dumps(self.history),
             "config": self.config.as_dict(),
             "settings": json.dumps(asdict(self.s)),
@@ -282,7 +267,7 @@ class _Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         return int(state["epoch"]), json.loads(state["history"])
 
 
@@ -316,34 +301,3 @@ def _write_artifacts(out_dir: Path, model, config: DetectorConfig, s: DetectTrai
     with atomic_write(out_dir / "metrics.json") as f:
         json.dump(metrics, f, indent=2)
     log.info("wrote %s", ", ".join(p.name for p in sorted(out_dir.iterdir())))
-
-
-def _log_to(path: Path) -> None:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("facekit").addHandler(handler)
-    logging.getLogger("facekit").setLevel(logging.INFO)
-
-
-class _InterruptFlag:
-    """Turns the first Ctrl-C into a flag checked after each step (so the checkpoint on disk stays consistent);
-    a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.hit = False
-        self._previous = None
-
-    def __enter__(self) -> _InterruptFlag:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, *_: object) -> None:
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def __bool__(self) -> bool:
-        return self.hit
