@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "import-model": "facekit.cli.detect:import_model_cmd",
     "train-detect": "facekit.cli.train_detect:train_detect_cmd",
     "eval-detect": "facekit.cli.eval_detect:eval_detect_cmd",
+    "train-recognize": "facekit.cli.train_recognize:train_recognize_cmd",
 }
 
 

@@ -38,3 +38,22 @@ def detector_options(
         return func
 
     return decorate
+
+
+class RegistryChoice(click.Choice):
+    """A click.Choice over a registry's keys, read when first needed (so `facekit --help` imports no torch)."""
+
+    def __init__(self, load: Callable[[], list[str]]) -> None:
+        self._load = load
+        self._choices: list[str] | None = None
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:
+        if self._choices is None:
+            self._choices = sorted(self._load())
+        return self._choices
+
+    @choices.setter
+    def choices(self, value: object) -> None:  # click.Choice.__init__ assigns; the registry decides
+        pass
