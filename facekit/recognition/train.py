@@ -254,11 +254,7 @@ class _Trainer:
         window_loss, window_images, window_start = 0.0, 0, time.perf_counter()
         while self.step < self.total_steps:
             epoch, position = divmod(self.step, self.steps_per_epoch)
-            self.sampler.set_epoch(epoch)
-            if hasattr(self.sampler, "resume_at"):
-                self.sampler.resume_at(epoch, position)
-            else:
-                self.sampler.skip(position)
+            self.sampler.resume_at(epoch, position)
             for images, labels in self.loader:
                 loss = self.train_step(images, labels)
                 window_loss += loss * len(images)
