@@ -1,12 +1,11 @@
 """Detection metrics: average precision (VOC all-point, and the WIDER FACE easy/medium/hard protocol), landmark NME,
-and precision-recall plots drawn with OpenCV.
+and precision-recall plots (facekit.plot).
 
 Boxes are corners (x1, y1, x2, y2) in pixels; landmarks are [5, 2] pixels in the order of FORMATS.md section 1.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import sys
@@ -19,7 +18,7 @@ import torch
 
 from facekit.detection.box_utils import box_iou
 from facekit.errors import DataFormatError, FacekitError, MissingDataError
-from facekit.fileio import atomic_write
+from facekit.plot import Axis, render_curves, write_png
 from facekit.runtime.detector import DetectSettings, Face
 
 EVAL_THRESHOLD = 0.02  # the score floor of Pytorch_Retinaface's WIDER FACE test script: low enough for a full PR curve
@@ -406,84 +405,22 @@ def evaluate_split(
     )
 
 
-_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140)]  # BGR
-_FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
-
-
-def _text(image: np.ndarray, text: str, x: float, y: float, *, align: str = "left", scale: float = 0.45) -> None:
-    """Draw dark text with its baseline at y, starting at (align left), centred on (centre) or ending at (right) x."""
-    import cv2
-
-    width = cv2.getTextSize(text, _FONT, scale, 1)[0][0]
-    shift = {"left": 0, "centre": width / 2, "right": width}[align]
-    cv2.putText(image, text, (round(x - shift), round(y)), _FONT, scale, (40, 40, 40), 1, cv2.LINE_AA)
-
-
-def _vertical_text(image: np.ndarray, text: str, x: float, y: float, scale: float = 0.5) -> None:
-    """Draw text rotated 90 degrees counter-clockwise, centred on (x, y)."""
-    import cv2
-
-    (width, height), baseline = cv2.getTextSize(text, _FONT, scale, 1)
-    patch = np.full((height + baseline + 4, width + 4, 3), 255, np.uint8)
-    cv2.putText(patch, text, (2, height + 2), _FONT, scale, (40, 40, 40), 1, cv2.LINE_AA)
-    patch = cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    top, left = round(y - patch.shape[0] / 2), round(x - patch.shape[1] / 2)
-    region = image[top : top + patch.shape[0], left : left + patch.shape[1]]
-    np.minimum(region, patch, out=region)
-
-
 def render_pr_curve(
     curves: APResult | Mapping[str, APResult], title: str = "Precision-recall", size: tuple[int, int] = (720, 600)
 ) -> np.ndarray:
     """A BGR uint8 [H, W, 3] plot of precision over recall (0..1 grid, ticks every 0.1), one line per curve and a
     legend with each AP. size: (width, height)."""
-    import cv2
-
-    curves = {"": curves} if isinstance(curves, APResult) else dict(curves)
-    width, height = size
-    frame = (78, 52, width - 28, height - 66)  # x1, y1, x2, y2 of the axes box
-    x0, y0, x1, y1 = frame[0] + 8, frame[1] + 8, frame[2] - 8, frame[3] - 8  # where 0..1 is drawn
-    image = np.full((height, width, 3), 255, np.uint8)
-    for k in range(11):
-        x, y = round(x0 + k / 10 * (x1 - x0)), round(y1 - k / 10 * (y1 - y0))
-        cv2.line(image, (x, frame[1]), (x, frame[3]), (232, 232, 232), 1)
-        cv2.line(image, (frame[0], y), (frame[2], y), (232, 232, 232), 1)
-        cv2.line(image, (x, frame[3]), (x, frame[3] + 5), (40, 40, 40), 1)
-        cv2.line(image, (frame[0] - 5, y), (frame[0], y), (40, 40, 40), 1)
-        _text(image, f"{k / 10:.1f}", x, frame[3] + 22, align="centre", scale=0.42)
-        _text(image, f"{k / 10:.1f}", frame[0] - 9, y + 5, align="right", scale=0.42)
-    cv2.rectangle(image, frame[:2], frame[2:], (40, 40, 40), 1)
-    _text(image, "Recall", (x0 + x1) / 2, height - 16, align="centre", scale=0.55)
-    _vertical_text(image, "Precision", 20, (y0 + y1) / 2, scale=0.55)
-    _text(image, title, (x0 + x1) / 2, 32, align="centre", scale=0.62)
-    for result, colour in zip(curves.values(), itertools.cycle(_COLOURS)):
-        points = np.stack([x0 + result.recall * (x1 - x0), y1 - result.precision * (y1 - y0)], 1)
-        if len(points):
-            cv2.polylines(image, [np.round(points * 16).astype(np.int32)], False, colour, 2, cv2.LINE_AA, shift=4)
-    labels = [
-        f"{name + ': ' if name else ''}AP {'n/a' if math.isnan(r.ap) else f'{r.ap:.3f}'}" for name, r in curves.items()
-    ]
-    box_width = 52 + max(cv2.getTextSize(label, _FONT, 0.48, 1)[0][0] for label in labels)
-    left, bottom = frame[0] + 12, frame[3] - 12
-    top = bottom - 8 - 24 * len(labels)
-    cv2.rectangle(image, (left, top), (left + box_width, bottom), (255, 255, 255), -1)
-    cv2.rectangle(image, (left, top), (left + box_width, bottom), (190, 190, 190), 1)
-    for i, (label, colour) in enumerate(zip(labels, itertools.cycle(_COLOURS))):
-        y = top + 22 + 24 * i
-        cv2.line(image, (left + 10, y - 5), (left + 38, y - 5), colour, 2, cv2.LINE_AA)
-        _text(image, label, left + 46, y, scale=0.48)
-    return image
+    curves = {"": curves} if isinstance(curves, APResult) else curves
+    lines = {
+        f"{name + ': ' if name else ''}AP {'n/a' if math.isnan(r.ap) else f'{r.ap:.3f}'}": (r.recall, r.precision)
+        for name, r in curves.items()
+    }
+    x_axis, y_axis = Axis("Recall"), Axis("Precision")
+    return render_curves(lines, x_axis=x_axis, y_axis=y_axis, title=title, legend_corner="bottom left", size=size)
 
 
 def plot_pr_curve(
     curves: APResult | Mapping[str, APResult], path: str | os.PathLike, title: str = "Precision-recall"
 ) -> Path:
     """Write render_pr_curve's plot as a PNG, atomically."""
-    import cv2
-
-    ok, png = cv2.imencode(".png", render_pr_curve(curves, title))
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not encode the PNG")
-    with atomic_write(path, "wb") as f:
-        f.write(png.tobytes())
-    return Path(path)
+    return write_png(render_pr_curve(curves, title), path)
