@@ -304,7 +304,7 @@ class _Trainer:
         out = {}
         self.backbone.eval()
         for name, vset in self.val_sets.items():
-            emb = embed_pairs(vset, self.embed, flip=self.s.flip)
+            emb = embed_pairs(vset, self.embed, flip=self.s.flip, source=f"{name}.bin")
             result = verification_metrics(emb, np.asarray(vset.issame))
             out[f"val_{name}_acc"] = round(float(result.accuracy), 5)
             self.results[name] = result

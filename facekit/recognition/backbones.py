@@ -1,0 +1,274 @@
+"""Recognition backbones: a registry of embedding networks whose parameter names are exactly arcface_torch's, so
+the `backbone.pth` files of insightface's model zoo load with strict=True.
+
+Every backbone maps aligned, normalised RGB crops [B, 3, 112, 112] (facekit.norms.ARCFACE) to embeddings [B, D],
+not L2-normalised. All of them run in channels_last memory format too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facekit.errors import DataFormatError
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register `factory(*, embedding_size, dropout) -> nn.Module` under its function name."""
+    BACKBONES[factory.__name__] = factory
+    return factory
+
+
+def create_backbone(name: str, *, embedding_size: int = 512, dropout: float = 0.0) -> nn.Module:
+    """A freshly initialised registered backbone."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name](embedding_size=embedding_size, dropout=dropout)
+
+
+# ---- IResNet (arcface_torch backbones/iresnet.py) -------------------------------------------------------------
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+
+
+class IBasicBlock(nn.Module):
+    """Improved residual block: BN, 3x3 conv, BN, PReLU, 3x3 conv (carrying the stride), BN, plus the shortcut
+    (a strided 1x1 conv + BN as `downsample` when the shape changes). [B, cin, H, W] -> [B, cout, H/s, W/s]."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin, eps=1e-5)
+        self.conv1 = _conv3x3(cin, cout)
+        self.bn2 = nn.BatchNorm2d(cout, eps=1e-5)
+        self.prelu = nn.PReLU(cout)
+        self.conv2 = _conv3x3(cout, cout, stride)
+        self.bn3 = nn.BatchNorm2d(cout, eps=1e-5)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, eps=1e-5))
+            if stride != 1 or cin != cout
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class IResNet(nn.Module):
+    """ArcFace's IResNet: 3x3 stem at full resolution, four stages of IBasicBlocks (64, 128, 256, 512 channels,
+    each halving the size: 112 -> 7), then BN, flatten, dropout, fc and a BatchNorm1d `features` whose scale is
+    fixed at 1 (arcface_torch freezes it)."""
+
+    def __init__(self, layers: tuple[int, int, int, int], *, embedding_size: int = 512, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(3, 64)
+        self.bn1 = nn.BatchNorm2d(64, eps=1e-5)
+        self.prelu = nn.PReLU(64)
+        self.layer1 = self._stage(64, 64, layers[0])
+        self.layer2 = self._stage(64, 128, layers[1])
+        self.layer3 = self._stage(128, 256, layers[2])
+        self.layer4 = self._stage(256, 512, layers[3])
+        self.bn2 = nn.BatchNorm2d(512, eps=1e-5)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(512 * 7 * 7, embedding_size)
+        self.features = nn.BatchNorm1d(embedding_size, eps=1e-5)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0, 0.1)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.ones_(self.features.weight)
+        self.features.weight.requires_grad = False
+
+    @staticmethod
+    def _stage(cin: int, cout: int, blocks: int) -> nn.Sequential:
+        return nn.Sequential(IBasicBlock(cin, cout, 2), *(IBasicBlock(cout, cout) for _ in range(blocks - 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 112, 112] -> [B, embedding_size]."""
+        x = self.prelu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = torch.flatten(self.bn2(x), 1)  # copies a channels_last tensor into NCHW order, as fc expects
+        return self.features(self.fc(self.dropout(x)))
+
+
+@register_backbone
+def iresnet18(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+    return IResNet((2, 2, 2, 2), embedding_size=embedding_size, dropout=dropout)
+
+
+@register_backbone
+def iresnet34(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+    return IResNet((3, 4, 6, 3), embedding_size=embedding_size, dropout=dropout)
+
+
+@register_backbone
+def iresnet50(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+    return IResNet((3, 4, 14, 3), embedding_size=embedding_size, dropout=dropout)
+
+
+@register_backbone
+def iresnet100(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+    return IResNet((3, 13, 30, 3), embedding_size=embedding_size, dropout=dropout)
+
+
+# ---- MobileFaceNet (arcface_torch backbones/mobilefacenet.py, "mbf") ---------------------------------------------
+
+
+class ConvBlock(nn.Module):
+    """Conv (no bias), BN, PReLU; kept in `layers` for arcface_torch's names."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.PReLU(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class LinearBlock(nn.Module):
+    """Conv (no bias) and BN, no activation."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False), nn.BatchNorm2d(cout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class DepthWise(nn.Module):
+    """Inverted bottleneck: 1x1 expand to `groups` channels, 3x3 depthwise (carrying the stride), 1x1 linear
+    projection; with `residual` the input is added back."""
+
+    def __init__(self, cin: int, cout: int, *, groups: int, stride: int = 2, residual: bool = False) -> None:
+        super().__init__()
+        self.residual = residual
+        self.layers = nn.Sequential(
+            ConvBlock(cin, groups),
+            ConvBlock(groups, groups, 3, stride, 1, groups=groups),
+            LinearBlock(groups, cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x) if self.residual else self.layers(x)
+
+
+class Residual(nn.Module):
+    """`blocks` stride-1 residual DepthWise blocks at constant width."""
+
+    def __init__(self, channels: int, blocks: int, *, groups: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            *(DepthWise(channels, channels, groups=groups, stride=1, residual=True) for _ in range(blocks))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class GDC(nn.Module):
+    """Global depthwise conv head: 7x7 depthwise LinearBlock, flatten, Linear (no bias), BatchNorm1d."""
+
+    def __init__(self, embedding_size: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            LinearBlock(512, 512, kernel=7, groups=512),
+            nn.Flatten(),
+            nn.Linear(512, embedding_size, bias=False),
+            nn.BatchNorm1d(embedding_size),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class MobileFaceNet(nn.Module):
+    """arcface_torch's MobileFaceNet ("mbf": width scale 2, blocks 1, 4, 6, 2): 112 -> 7 in four stride-2 steps,
+    a 1x1 conv to 512 channels and the GDC head."""
+
+    def __init__(self, *, embedding_size: int = 512) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [
+                ConvBlock(3, 128, 3, 2, 1),
+                ConvBlock(128, 128, 3, 1, 1, groups=64),
+                DepthWise(128, 128, groups=128),
+                Residual(128, 4, groups=128),
+                DepthWise(128, 256, groups=256),
+                Residual(256, 6, groups=256),
+                DepthWise(256, 256, groups=512),
+                Residual(256, 2, groups=256),
+            ]
+        )
+        self.conv_sep = ConvBlock(256, 512)
+        self.features = GDC(embedding_size)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 112, 112] -> [B, embedding_size]."""
+        for layer in self.layers:
+            x = layer(x)
+        return self.features(self.conv_sep(x))
+
+
+@register_backbone
+def mobilefacenet(*, embedding_size: int = 512, dropout: float = 0.0) -> MobileFaceNet:
+    if dropout:
+        raise ValueError("mobilefacenet has no dropout layer; use dropout=0")
+    return MobileFaceNet(embedding_size=embedding_size)
+
+
+# ---- weights ----------------------------------------------------------------------------------------------------
+
+
+def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Load `state` into `model` strictly; a mismatch is one DataFormatError line naming `source`."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    resized = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = [f"{len(missing)} missing (first {missing[0]!r})"] if missing else []
+    problems += [f"{len(unexpected)} unexpected (first {unexpected[0]!r})"] if unexpected else []
+    problems += [
+        f"{k!r} is {list(state[k].shape)} in the file, {list(expected[k].shape)} in the model" for k in resized[:1]
+    ]
+    if problems:
+        raise DataFormatError(f"{os.fspath(source)}: weights do not fit {type(model).__name__}: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Initialise `model` from an arcface_torch `backbone.pth` (a plain state dict, keys optionally `module.`-
+    prefixed), an arcface_torch training checkpoint (`state_dict_backbone`) or a facekit recognizer model."""
+    from facekit.modeldir import is_facekit_model, load_model, read_torch_file
+
+    file = Path(path)
+    obj = read_torch_file(file)  # torch.load(weights_only=True), one-line errors
+    if is_facekit_model(obj):
+        obj = load_model(file, "recognizer", obj)["state_dict"]
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict_backbone"), dict):
+        obj = obj["state_dict_backbone"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataFormatError(f"{file}: expected a backbone state dict of tensors (arcface_torch backbone.pth)")
+    apply_state_dict(model, {str(k).removeprefix("module."): v for k, v in obj.items()}, file)

@@ -1,0 +1,56 @@
+"""The settings that build a recognizer and prepare its input: one source of truth, saved with the model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from facekit.align import ARCFACE_SIZE, template
+from facekit.norms import NORMALIZATIONS, Normalization
+from facekit.recognition.backbones import BACKBONES
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    """A backbone, its embedding size and the crops it takes: `input_size` x `input_size` faces aligned to the
+    5-point `template` (pixels, [5, 2]; None = facekit.align's ArcFace template) and normalised by `normalization`.
+    `threshold`: the calibrated cosine similarity above which two faces are one person (None until calibrated)."""
+
+    backbone: str = "iresnet50"
+    embedding_size: int = 512
+    input_size: int = ARCFACE_SIZE
+    normalization: str = "arcface"
+    template: tuple[tuple[float, float], ...] | None = None
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.normalization!r}; known: {', '.join(NORMALIZATIONS)}")
+        if self.embedding_size < 1:
+            raise ValueError(f"embedding_size must be positive, got {self.embedding_size}")
+        if self.input_size != ARCFACE_SIZE:
+            raise ValueError(f"facekit's backbones take {ARCFACE_SIZE}x{ARCFACE_SIZE} crops, got {self.input_size}")
+        if self.template is None:
+            points = tuple((round(float(x), 4), round(float(y), 4)) for x, y in template(self.input_size))
+            object.__setattr__(self, "template", points)
+        elif len(self.template) != 5 or any(len(p) != 2 for p in self.template):
+            raise ValueError("template needs 5 (x, y) points")
+        if self.threshold is not None:
+            if not -1.0 <= self.threshold <= 1.0:
+                raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+            object.__setattr__(self, "threshold", float(self.threshold))  # a numpy scalar would not save
+
+    @property
+    def norm(self) -> Normalization:
+        return NORMALIZATIONS[self.normalization]
+
+    def as_dict(self) -> dict:
+        return {k: [list(p) for p in v] if k == "template" else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RecognizerConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("template") is not None:
+            known["template"] = tuple((float(x), float(y)) for x, y in known["template"])
+        return cls(**known)

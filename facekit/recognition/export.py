@@ -1,0 +1,67 @@
+"""Export a recognizer to ONNX in insightface's ArcFaceONNX convention (FORMATS.md section 4).
+
+The graph takes "input.1": NCHW float32 RGB `(pixel - 127.5) / 127.5` crops [batch, 3, 112, 112] (dynamic batch)
+and returns one output, "embedding" [batch, D], not L2-normalised (like insightface's w600k_r50.onnx), so
+`insightface.model_zoo.get_model(path)` loads it as ArcFaceONNX with its default (127.5, 127.5) pre-processing.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facekit.norms import ARCFACE, Normalization
+from facekit.recognition.config import RecognizerConfig
+
+ONNX_FILE = "recognizer.onnx"  # the export's name inside a recognizer model directory
+
+
+class ArcfaceInput(nn.Module):
+    """A backbone trained on another normalisation, wrapped to take ArcFace input: x = (rgb - 127.5) / 127.5."""
+
+    def __init__(self, backbone: nn.Module, norm: Normalization) -> None:
+        super().__init__()
+        self.backbone = backbone
+        mean = torch.tensor(norm.mean, dtype=torch.float32)
+        std = torch.tensor(norm.std, dtype=torch.float32)
+        self.register_buffer("order", torch.tensor([0, 1, 2] if norm.rgb else [2, 1, 0]), persistent=False)
+        self.register_buffer("scale", (ARCFACE.std[0] / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", ((ARCFACE.mean[0] - mean) / std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ArcFace-normalised RGB [B, 3, S, S] -> embeddings [B, D]."""
+        return self.backbone(x.index_select(1, self.order) * self.scale + self.shift)
+
+
+def export_arcface_onnx(
+    backbone: nn.Module, config: RecognizerConfig, path: str | os.PathLike, opset: int = 17
+) -> Path:
+    """Write `path` (one self-contained .onnx), atomically. The backbone is put in eval mode."""
+    from facekit.fileio import temp_beside
+
+    model = backbone.eval() if config.norm == ARCFACE else ArcfaceInput(backbone.eval(), config.norm).eval()
+    dummy = torch.zeros(2, 3, config.input_size, config.input_size)
+    f = temp_beside(path, "wb")
+    f.close()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter warns about itself
+            torch.onnx.export(
+                model,
+                (dummy,),
+                f.name,
+                input_names=["input.1"],
+                output_names=["embedding"],
+                dynamic_axes={"input.1": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+                external_data=False,
+            )
+        os.replace(f.name, path)
+    finally:
+        Path(f.name).unlink(missing_ok=True)
+    return Path(path)

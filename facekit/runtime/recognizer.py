@@ -1,0 +1,163 @@
+"""Face recognition at inference time: facekit recognizers (PyTorch, or their ONNX export) and insightface
+ArcFaceONNX-convention files (e.g. buffalo_l's w600k_r50.onnx) behind one interface: aligned BGR crops in,
+L2-normalised embeddings out."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facekit.errors import DataFormatError, MissingDataError
+from facekit.norms import ARCFACE, Normalization
+from facekit.recognition.config import RecognizerConfig
+
+BACKENDS = ("auto", "torch", "onnx")
+# MXNet-converted insightface recognizers normalise inside the graph and take raw RGB pixels
+RAW_RGB = Normalization("raw_rgb", (0.0,) * 3, (1.0,) * 3, rgb=True)
+
+
+class Recognizer:
+    """Batching, flip averaging and L2 normalisation around a network `_run`: [B, 3, S, S] float32 -> [B, D]."""
+
+    path: Path  # the weights file
+    name: str
+    input_size: int
+    embedding_size: int
+    norm: Normalization
+    batch_size: int = 64
+
+    def _run(self, blob: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, crops_bgr: np.ndarray, flip: bool = False) -> np.ndarray:
+        """Aligned BGR uint8 crops [N, S, S, 3] -> L2-normalised float32 embeddings [N, D]. With `flip`, the
+        embeddings of each crop and of its mirror image are averaged before normalising."""
+        crops = np.asarray(crops_bgr)
+        size = self.input_size
+        if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
+            raise ValueError(f"expected uint8 crops [N, {size}, {size}, 3], got {crops.dtype} {list(crops.shape)}")
+        out = np.empty((len(crops), self.embedding_size), np.float32)
+        for start in range(0, len(crops), self.batch_size):
+            blob = np.stack([self.norm(crop) for crop in crops[start : start + self.batch_size]])
+            features = self._run(blob)
+            if flip:
+                features = features + self._run(np.ascontiguousarray(blob[..., ::-1]))
+            out[start : start + len(blob)] = features
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the weights file: galleries record it to refuse embeddings from another model."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+class TorchRecognizer(Recognizer):
+    """A facekit recognizer model directory (or its model.pt) run by PyTorch."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+        from facekit.modeldir import MODEL_FILE, load_model
+        from facekit.recognition.backbones import apply_state_dict, create_backbone
+
+        p = Path(path)
+        self.path = p / MODEL_FILE if p.is_dir() else p
+        payload = load_model(p, "recognizer")
+        self.config = RecognizerConfig.from_dict(payload["config"])
+        model = create_backbone(self.config.backbone, embedding_size=self.config.embedding_size)
+        apply_state_dict(model, payload["state_dict"], self.path)
+        self.model = model.to(device).eval()
+        self.device = device
+        self.name = f"facekit {self.config.backbone} (PyTorch)"
+        self.input_size = self.config.input_size
+        self.embedding_size = self.config.embedding_size
+        self.norm = self.config.norm
+
+    @torch.inference_mode()
+    def _run(self, blob: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(blob).to(self.device)).float().cpu().numpy()
+
+
+class OnnxRecognizer(Recognizer):
+    """An ArcFaceONNX-convention .onnx (FORMATS.md section 4) run by ONNX Runtime: one NCHW input of a fixed
+    square size, one embedding output; a fixed batch size (often 1 in older packs) is run crop by crop."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+        from facekit.runtime.onnx_detector import create_session
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise MissingDataError(f"{self.path}: no such file")
+        self.session = create_session(self.path, device)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = inputs[0].shape
+        if len(inputs) != 1 or len(outputs) != 1 or len(shape) != 4 or shape[1] != 3:
+            raise DataFormatError(
+                f"{self.path}: not an ArcFaceONNX recognizer (needs one [N, 3, S, S] input and one output; "
+                f"has {len(inputs)} inputs {shape} and {len(outputs)} outputs)"
+            )
+        if not (isinstance(shape[2], int) and shape[2] == shape[3]):
+            raise DataFormatError(f"{self.path}: input size {shape[2:]} is not a fixed square")
+        self.input_name = inputs[0].name
+        self.input_size = shape[2]
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.norm = insightface_input_norm(self.path)
+        self.name = f"ONNX {self.path.name}"
+        dim = outputs[0].shape[-1]
+        probe = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
+        self.embedding_size = dim if isinstance(dim, int) else self._run(probe).shape[1]
+
+    def _run(self, blob: np.ndarray) -> np.ndarray:
+        if self.fixed_batch is None:
+            return self.session.run(None, {self.input_name: blob})[0].reshape(len(blob), -1)
+        step = self.fixed_batch
+        padded = np.concatenate([blob, np.zeros((-len(blob) % step, *blob.shape[1:]), blob.dtype)])
+        out = [self.session.run(None, {self.input_name: padded[i : i + step]})[0] for i in range(0, len(padded), step)]
+        return np.concatenate(out).reshape(len(padded), -1)[: len(blob)]
+
+
+def insightface_input_norm(path: str | os.PathLike) -> Normalization:
+    """The input insightface's ArcFaceONNX feeds a file: raw RGB pixels when a node among the graph's first 8 is
+    named Sub/_minus* and another Mul/_mul* (MXNet conversions that normalise inside), else ArcFace's
+    (pixel - 127.5) / 127.5. facekit's exports name nodes "/scope/Op", so they always get the latter."""
+    import onnx
+
+    names = [node.name for node in onnx.load(str(path), load_external_data=False).graph.node[:8]]
+    subtracts = any(n.startswith(("Sub", "_minus")) for n in names)
+    multiplies = any(n.startswith(("Mul", "_mul")) for n in names)
+    return RAW_RGB if subtracts and multiplies else ARCFACE
+
+
+def load_face_recognizer(path: str | os.PathLike, device: str = "cpu", backend: str = "auto") -> Recognizer:
+    """A recognizer from a facekit model directory / model.pt (PyTorch) or an ArcFaceONNX-convention .onnx.
+
+    backend "onnx" on a model directory runs its recognizer.onnx; "auto" prefers PyTorch for directories.
+    """
+    from facekit.recognition.export import ONNX_FILE
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    p = Path(path)
+    if p.suffix == ".onnx":
+        if backend == "torch":
+            raise ValueError(f"{p}: an .onnx file runs on the onnx backend, not torch")
+        return OnnxRecognizer(p, device)
+    if backend == "onnx":
+        return OnnxRecognizer(p / ONNX_FILE if p.is_dir() else p.with_name(ONNX_FILE), device)
+    return TorchRecognizer(p, device)
+
+
+def save_recognizer(
+    out_dir: str | os.PathLike, backbone: torch.nn.Module, config: RecognizerConfig, meta: dict | None = None
+) -> Path:
+    """Write a recognizer model directory (model.pt + config.yaml); returns the model.pt path."""
+    from facekit.modeldir import save_model
+
+    return save_model(out_dir, kind="recognizer", config=config.as_dict(), state_dict=backbone.state_dict(), meta=meta)
