@@ -102,6 +102,39 @@ def source_labels(source) -> list[int]:  # noqa: ANN001
     return [source.read(k)[0] for k in source.image_keys]
 
 
+class KeyedFaces(torch.utils.data.Dataset):
+    """Training crops indexed by (epoch, i): the random flip of sample i in epoch e comes from a generator seeded
+    with (seed, e, i), so it is the same in any worker, after any restart."""
+
+    def __init__(self, base: RecognitionDataset, seed: int) -> None:
+        self.base, self.seed = base, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key
+        image, label = self.base[index]
+        if np.random.default_rng([self.seed, epoch, index]).random() < 0.5:
+            image = image.flip(-1)
+        return image, label
+
+
+class _Keyed(torch.utils.data.Sampler):
+    """Pairs each index (or batch of indices) of `sampler` with the epoch it was drawn for."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler) -> None:
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):  # noqa: ANN204
+        epoch = self.sampler.epoch
+        for item in self.sampler:
+            yield [(epoch, i) for i in item] if isinstance(item, list) else (epoch, item)
+
+
 class Trunk(nn.Module):
     """Backbone + loss as one module, so DDP sees every parameter that gets a gradient.
 
@@ -132,7 +165,7 @@ class _Trainer:
         if dist.is_main:
             log_to(out_dir / "train.log")
         self.source, self.num_classes = open_training_source(data_path)
-        self.dataset = RecognitionDataset(self.source, flip=True, name=str(data_path))
+        self.dataset = KeyedFaces(RecognitionDataset(self.source, name=str(data_path)), s.seed)
         self.val_sets = _verification_sets(data_path, s.val)
         torch.manual_seed(s.seed)
         self.backbone = create_backbone(s.backbone, embedding_size=s.embedding_size)
@@ -175,23 +208,24 @@ class _Trainer:
             )
             self.loader = DataLoader(
                 self.dataset,
-                batch_size=s.batch_size // dist.world_size,
-                sampler=self.sampler,
+                batch_size=self.sampler.batch_size,
+                sampler=_Keyed(self.sampler),
                 num_workers=s.workers,
-                drop_last=True,
                 persistent_workers=s.workers > 0,
+                generator=torch.Generator(),  # leaves the global RNG (restored on resume) alone
             )
-            self.steps_per_epoch = len(self.loader)
+            self.steps_per_epoch = self.sampler.num_batches
         else:
             self.sampler = GlobalBatchSampler(
                 len(self.dataset), s.batch_size, seed=s.seed, rank=dist.rank, world_size=dist.world_size
             )
             self.loader = DataLoader(
                 self.dataset,
-                batch_sampler=self.sampler,
+                batch_sampler=_Keyed(self.sampler),
                 num_workers=s.workers,
                 pin_memory=cuda,
                 persistent_workers=s.workers > 0,
+                generator=torch.Generator(),  # leaves the global RNG (restored on resume) alone
             )
             self.steps_per_epoch = len(self.sampler)
         self.total_steps = s.epochs * self.steps_per_epoch
