@@ -97,6 +97,13 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     help="Extra verification .bin (every .bin in DATA_PATH is used too).",
 )
 @click.option("--val-every", default=1000, show_default=True, type=click.IntRange(min=1), help="Steps.")
+@click.option(
+    "--log-every",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Log loss, lr and images/s every N steps (and at each epoch's end).",
+)
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Flip test in verification.")
 @click.option(
     "--save-every",

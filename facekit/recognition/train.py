@@ -60,6 +60,7 @@ class RecognizeTrainSettings:
     resume: bool = False
     val: list[str] = field(default_factory=list)
     val_every: int = 1000  # steps; also after the last step
+    log_every: int = 50  # steps; also at each epoch's end
     flip: bool = True
     save_every: int = 1000  # steps; also at each epoch's end
     export_onnx: bool = True
@@ -296,11 +297,14 @@ class _Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 at_epoch_end = self.step % self.steps_per_epoch == 0
-                if self.step % s.val_every == 0 or self.step == self.total_steps or at_epoch_end:
+                last = self.step == self.total_steps
+                verify = self.step % s.val_every == 0 or last
+                if verify or at_epoch_end or self.step % s.log_every == 0:
                     elapsed = time.perf_counter() - window_start
-                    self._report(window_loss * dist.world_size / max(window_images, 1), window_images / elapsed)
+                    loss = window_loss * dist.world_size / max(window_images, 1)
+                    self._report(loss, window_images / elapsed, verify)
                     window_loss, window_images, window_start = 0.0, 0, time.perf_counter()
-                if self.step % s.save_every == 0 or at_epoch_end or self.step == self.total_steps:
+                if self.step % s.save_every == 0 or at_epoch_end or last:
                     self._save_checkpoint(self.out_dir / CHECKPOINT)
                 if interrupted:
                     log.warning(
@@ -313,7 +317,7 @@ class _Trainer:
                     break
         bar.close()
 
-    def _report(self, loss: float, images_per_s: float) -> None:
+    def _report(self, loss: float, images_per_s: float, verify: bool) -> None:
         record = {
             "step": self.step,
             "epoch": round(self.step / self.steps_per_epoch, 3),
@@ -321,7 +325,7 @@ class _Trainer:
             "loss": round(self.dist.mean(loss), 5),
             "images_per_s": round(images_per_s, 1),
         }
-        if self.dist.is_main:
+        if verify and self.dist.is_main:
             record.update(self._verify())
         self.history.append(record)
         if self.dist.is_main:
