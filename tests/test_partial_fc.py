@@ -117,3 +117,14 @@ def _no_inherited_torchrun_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     yield
     os.environ.pop("MASTER_ADDR", None)
+
+
+def test_initial_centres_do_not_depend_on_sharding():
+    from facekit.recognition.partial_fc import initial_centres
+
+    from facekit.recognition import partial_fc
+
+    for classes in (10, partial_fc._INIT_CHUNK + 5):
+        whole = initial_centres(classes, 4, 0, classes, seed=3)
+        parts = [initial_centres(classes, 4, *shard_bounds(classes, r, 3), seed=3) for r in range(3)]
+        torch.testing.assert_close(torch.cat(parts), whole)

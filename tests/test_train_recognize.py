@@ -143,29 +143,11 @@ def test_resume_ends_like_an_uninterrupted_run(cli, six_people, tmp_path, monkey
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(six_people, tmp_path):
-    """Same global batch on 1 and 2 processes (centres sharded over the 2): the losses agree (BatchNorm sees
-    half batches on each process, so not to the last digit)."""
-    args = [
-        "train-recognize",
-        str(six_people),
-        None,
-        "--backbone",
-        "mobilefacenet",
-        "--embedding-size",
-        "32",
-        "--workers",
-        "0",
-        "--lr",
-        "0.01",
-        "--batch-size",
-        "20",
-        "--epochs",
-        "2",
-        "--val-every",
-        "1",
-        "--no-onnx",
-        "--no-flip",
-    ]
+    """Same global batch on 1 and 2 processes (centres sharded over the 2): the losses agree. Not to the last
+    digit: BatchNorm normalises each process's half batch (Partial FC itself is exact: test_partial_fc.py)."""
+    args = ["train-recognize", str(six_people), None, "--backbone", "mobilefacenet", "--embedding-size", "32",
+            "--workers", "0", "--lr", "0.001", "--batch-size", "60", "--epochs", "4", "--val-every", "1",
+            "--no-onnx", "--no-flip"]  # fmt: skip
     histories = []
     for nproc in (1, 2):
         out = tmp_path / f"n{nproc}"
@@ -186,9 +168,11 @@ def test_two_gloo_processes_match_one(six_people, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         histories.append(json.loads((out / "metrics.json").read_text())["history"])
     one, two = histories
-    assert [h["step"] for h in one] == [h["step"] for h in two] == [1, 2, 3, 4, 5, 6]
-    for h1, h2 in zip(one, two, strict=True):
-        assert h1["loss"] == pytest.approx(h2["loss"], rel=0.05)
+    assert [h["step"] for h in one] == [h["step"] for h in two] == [1, 2, 3, 4]
+    assert one[0]["loss"] == pytest.approx(two[0]["loss"], rel=0.01)  # same weights, BatchNorm on halves
+    for h1, h2 in zip(one, two, strict=True):  # later steps drift apart a little, as BatchNorm's noise compounds
+        assert h1["loss"] == pytest.approx(h2["loss"], rel=0.1)
+    assert one[-1]["loss"] < one[0]["loss"] and two[-1]["loss"] < two[0]["loss"]
 
 
 @pytest.mark.slow

@@ -82,6 +82,20 @@ class _DistCrossEntropy(torch.autograd.Function):
         return g * (grad / len(labels)), None
 
 
+_INIT_CHUNK = 65536  # rows drawn at a time; part of the definition of the initial matrix
+
+
+def initial_centres(num_classes: int, dim: int, start: int, end: int, seed: int) -> torch.Tensor:
+    """Rows [start, end) of one seeded N(0, 0.01) draw of the whole [C, D] matrix, whatever the number of shards
+    (drawn in chunks, so no rank ever holds the whole matrix)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for first in range(0, end, _INIT_CHUNK):
+        block = torch.normal(0.0, 0.01, (min(_INIT_CHUNK, num_classes - first), dim), generator=generator)
+        rows.append(block[max(start - first, 0) : max(end - first, 0)])
+    return torch.cat(rows)
+
+
 class PartialFC(nn.Module):
     """Sharded, sampled class centres + margin + distributed cross-entropy.
 
@@ -89,7 +103,7 @@ class PartialFC(nn.Module):
     (cosine [N, C_sampled], labels [N] column or -1) -> logits [N, C_sampled].
     """
 
-    def __init__(self, *, embedding_size: int, num_classes: int, sample_rate: float = 1.0) -> None:
+    def __init__(self, *, embedding_size: int, num_classes: int, sample_rate: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         if not 0 < sample_rate <= 1:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
@@ -97,7 +111,7 @@ class PartialFC(nn.Module):
         self.num_classes = num_classes
         self.start, self.end = shard_bounds(num_classes, self.rank, self.world)
         self.sample_rate = sample_rate
-        self.weight = nn.Parameter(torch.normal(0, 0.01, (self.end - self.start, embedding_size)))
+        self.weight = nn.Parameter(initial_centres(num_classes, embedding_size, self.start, self.end, seed))
 
     def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(indices of the centres used this step or None for all, labels as columns of them or -1)."""

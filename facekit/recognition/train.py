@@ -177,7 +177,9 @@ class _Trainer:
             s.loss, embedding_size=s.embedding_size, num_classes=self.num_classes, **s.loss_params
         )
         self.head = (
-            PartialFC(embedding_size=s.embedding_size, num_classes=self.num_classes, sample_rate=s.sample_rate)
+            PartialFC(
+                embedding_size=s.embedding_size, num_classes=self.num_classes, sample_rate=s.sample_rate, seed=s.seed
+            )
             if self.spec.kind == "margin"
             else None
         )
@@ -481,10 +483,13 @@ def train_recognizer(data_path: str | Path, out_dir: str | Path, s: RecognizeTra
         raise MissingDataError(f"{data_path}: no such folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = Distributed.from_env(s.device)
+    trainer = None
     try:
         trainer = _Trainer(data_path, out_dir, s, dist)
         with InterruptFlag() as interrupted:
             trainer.run(interrupted)
         return trainer.finish()
     finally:
+        if trainer is not None and hasattr(trainer.source, "close"):
+            trainer.source.close()
         dist.close()
