@@ -120,9 +120,8 @@ def _no_inherited_torchrun_env(monkeypatch):
 
 
 def test_initial_centres_do_not_depend_on_sharding():
-    from facekit.recognition.partial_fc import initial_centres
-
     from facekit.recognition import partial_fc
+    from facekit.recognition.partial_fc import initial_centres
 
     for classes in (10, partial_fc._INIT_CHUNK + 5):
         whole = initial_centres(classes, 4, 0, classes, seed=3)
