@@ -38,6 +38,7 @@ demo: install
 bench: install
 	$(BIN)/python bench/bench_recordio.py
 	$(BIN)/python bench/bench_detect.py
+	$(BIN)/python bench/bench_train_recognize.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info
