@@ -10,7 +10,6 @@ normalisation and prior decoding happen inside the graph, so `insightface.model_
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from facekit.detection.config import DetectorConfig
 from facekit.detection.model import RetinaFace
 from facekit.norms import SCRFD
+from facekit.onnx_export import export_onnx
 
 OUTPUT_NAMES = [f"{kind}_{stride}" for kind in ("score", "bbox", "kps") for stride in (8, 16, 32)]
 
@@ -75,27 +75,12 @@ class ScrfdLayout(nn.Module):
 
 def export_scrfd_onnx(model: RetinaFace, config: DetectorConfig, path: str | os.PathLike, opset: int = 17) -> Path:
     """Write `path` (one self-contained .onnx, dynamic height and width), atomically."""
-    from facekit.fileio import temp_beside
-
-    wrapper = ScrfdLayout(model.eval(), config).eval()
-    dummy = torch.zeros(1, 3, 128, 160)
     dynamic = {"input.1": {2: "height", 3: "width"}, **{name: {0: f"n_{name}"} for name in OUTPUT_NAMES}}
-    f = temp_beside(path, "wb")
-    f.close()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter warns about itself
-            torch.onnx.export(
-                wrapper,
-                (dummy,),
-                f.name,
-                input_names=["input.1"],
-                output_names=OUTPUT_NAMES,
-                dynamic_axes=dynamic,
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.replace(f.name, path)
-    finally:
-        Path(f.name).unlink(missing_ok=True)
-    return Path(path)
+    return export_onnx(
+        ScrfdLayout(model.eval(), config),
+        torch.zeros(1, 3, 128, 160),
+        path,
+        output_names=OUTPUT_NAMES,
+        dynamic_axes=dynamic,
+        opset=opset,
+    )

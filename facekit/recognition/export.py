@@ -8,13 +8,13 @@ and returns one output, "embedding" [batch, D], not L2-normalised (like insightf
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from facekit.norms import ARCFACE, Normalization
+from facekit.onnx_export import export_onnx
 from facekit.recognition.config import RecognizerConfig
 
 ONNX_FILE = "recognizer.onnx"  # the export's name inside a recognizer model directory
@@ -40,28 +40,8 @@ class ArcfaceInput(nn.Module):
 def export_arcface_onnx(
     backbone: nn.Module, config: RecognizerConfig, path: str | os.PathLike, opset: int = 17
 ) -> Path:
-    """Write `path` (one self-contained .onnx), atomically. The backbone is put in eval mode."""
-    from facekit.fileio import temp_beside
-
-    model = backbone.eval() if config.norm == ARCFACE else ArcfaceInput(backbone.eval(), config.norm).eval()
-    dummy = torch.zeros(2, 3, config.input_size, config.input_size)
-    f = temp_beside(path, "wb")
-    f.close()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter warns about itself
-            torch.onnx.export(
-                model,
-                (dummy,),
-                f.name,
-                input_names=["input.1"],
-                output_names=["embedding"],
-                dynamic_axes={"input.1": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
-                external_data=False,
-            )
-        os.replace(f.name, path)
-    finally:
-        Path(f.name).unlink(missing_ok=True)
-    return Path(path)
+    """Write `path` (one self-contained .onnx, dynamic batch), atomically. The backbone is put in eval mode."""
+    model = backbone.eval() if config.norm == ARCFACE else ArcfaceInput(backbone.eval(), config.norm)
+    example = torch.zeros(2, 3, config.input_size, config.input_size)
+    dynamic = {"input.1": {0: "batch"}, "embedding": {0: "batch"}}
+    return export_onnx(model, example, path, output_names=["embedding"], dynamic_axes=dynamic, opset=opset)
