@@ -225,3 +225,30 @@ def test_beats_eigenfaces_on_unseen_people(cli, shared_data, tmp_path):
     assert result.exit_code == 0, result.output
     accuracy = json.loads((out / "metrics.json").read_text())["final"]["val_orl_val_acc"]
     assert accuracy > baseline, (accuracy, baseline)
+
+
+@pytest.mark.slow
+def test_resume_with_another_number_of_processes(cli, six_people, tmp_path, monkeypatch):
+    """Interrupted on 1 process, resumed on 2: the class centres are re-sharded, the run ends at the same step."""
+    from facekit.recognition import train
+
+    out = tmp_path / "m"
+    common = ["--backbone", "mobilefacenet", "--embedding-size", "32", "--workers", "0", "--lr", "0.001",
+              "--batch-size", "20", "--epochs", "2", "--val-every", "1", "--save-every", "2", "--no-onnx"]  # fmt: skip
+    step = train._Trainer.train_step
+
+    def interrupted_at_step_5(self, images, labels):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return step(self, images, labels)
+
+    monkeypatch.setattr(train._Trainer, "train_step", interrupted_at_step_5)
+    assert cli("train-recognize", six_people, out, *common).exit_code == 130
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           "-m", "facekit", "train-recognize", str(six_people), str(out), *common, "--resume"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and [h["step"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6]
+    assert "resumed from" in (out / "train.log").read_text()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["head"].shape == (6, 32)
