@@ -70,3 +70,20 @@ def load_model(path: str | os.PathLike, kind: str, payload: object = None) -> di
     if payload.get("kind") != kind:
         raise DataFormatError(f"{file}: a facekit {payload.get('kind')} model, expected a {kind}")
     return payload
+
+
+def apply_state_dict(model, state: dict, source: str | os.PathLike, mismatch: str) -> None:  # noqa: ANN001
+    """Load `state` into `model` strictly; a mismatch is one DataFormatError line, `<source>: weights <mismatch>:`
+    followed by the counts of missing and unexpected keys and the first wrong shape."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    resized = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = [f"{len(missing)} missing (first {missing[0]!r})"] if missing else []
+    problems += [f"{len(unexpected)} unexpected (first {unexpected[0]!r})"] if unexpected else []
+    problems += [
+        f"{k!r} is {list(state[k].shape)} in the file, {list(expected[k].shape)} in the model" for k in resized[:1]
+    ]
+    if problems:
+        raise DataFormatError(f"{os.fspath(source)}: weights {mismatch}: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)

@@ -11,8 +11,9 @@ import torch
 from facekit.detection.config import DetectorConfig
 from facekit.detection.model import RetinaFace
 from facekit.errors import DataFormatError
-from facekit.modeldir import is_facekit_model, load_model, read_torch_file, save_model
+from facekit.modeldir import apply_state_dict, is_facekit_model, load_model, read_torch_file, save_model
 
+DETECTOR_MISMATCH = "do not fit this detector"
 _BODY_TELLS = {"body.stage1.0.0.weight": "mobilenet0.25", "body.conv1.weight": "resnet50"}
 
 
@@ -25,7 +26,7 @@ def load_detector(path: str | os.PathLike) -> tuple[RetinaFace, DetectorConfig]:
     payload = load_model(path, "detector")
     config = DetectorConfig.from_dict(payload["config"])
     model = build_detector(config)
-    _load_strict(model, payload["state_dict"], Path(path))
+    apply_state_dict(model, payload["state_dict"], Path(path), DETECTOR_MISMATCH)
     return model.eval(), config
 
 
@@ -36,14 +37,6 @@ def _state_dict(obj: object, file: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DataFormatError(f"{file}: expected a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise DataFormatError(f"{source}: weights do not fit this detector ({first})") from None
 
 
 def read_pytorch_retinaface(file: str | os.PathLike, body: str | None = None) -> tuple[dict, DetectorConfig]:
@@ -66,7 +59,7 @@ def import_pytorch_retinaface(file: str | os.PathLike, out_dir: str | os.PathLik
     """Make a facekit detector model directory from a Pytorch_Retinaface checkpoint."""
     state, config = read_pytorch_retinaface(file, body)
     model = build_detector(config)
-    _load_strict(model, state, Path(file))
+    apply_state_dict(model, state, Path(file), DETECTOR_MISMATCH)
     return save_model(
         out_dir,
         kind="detector",
@@ -82,17 +75,13 @@ def load_pretrained(model: RetinaFace, path: str | os.PathLike) -> str:
     p = Path(path)
     obj = read_torch_file(p)
     if is_facekit_model(obj):
-        _load_strict(model, load_model(p, "detector", obj)["state_dict"], p)
+        apply_state_dict(model, load_model(p, "detector", obj)["state_dict"], p, DETECTOR_MISMATCH)
         return "facekit detector"
     state = _state_dict(obj, p)
     if any(k.startswith("body.") for k in state):
         state = {k: v for k, v in state.items() if not k.startswith("body.fc.")}
-        _load_strict(model, state, p)
+        apply_state_dict(model, state, p, DETECTOR_MISMATCH)
         return "Pytorch_Retinaface detector"
     body_state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    try:
-        model.body.load_state_dict(body_state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise DataFormatError(f"{p}: weights fit neither the detector nor its backbone ({first})") from None
+    apply_state_dict(model.body, body_state, p, "fit neither the detector nor its backbone")
     return "ImageNet backbone"

@@ -242,26 +242,10 @@ def mobilefacenet(*, embedding_size: int = 512, dropout: float = 0.0) -> MobileF
 # ---- weights ----------------------------------------------------------------------------------------------------
 
 
-def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """Load `state` into `model` strictly; a mismatch is one DataFormatError line naming `source`."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    resized = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = [f"{len(missing)} missing (first {missing[0]!r})"] if missing else []
-    problems += [f"{len(unexpected)} unexpected (first {unexpected[0]!r})"] if unexpected else []
-    problems += [
-        f"{k!r} is {list(state[k].shape)} in the file, {list(expected[k].shape)} in the model" for k in resized[:1]
-    ]
-    if problems:
-        raise DataFormatError(f"{os.fspath(source)}: weights do not fit {type(model).__name__}: {'; '.join(problems)}")
-    model.load_state_dict(state, strict=True)
-
-
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Initialise `model` from an arcface_torch `backbone.pth` (a plain state dict, keys optionally `module.`-
     prefixed), an arcface_torch training checkpoint (`state_dict_backbone`) or a facekit recognizer model."""
-    from facekit.modeldir import is_facekit_model, load_model, read_torch_file
+    from facekit.modeldir import apply_state_dict, is_facekit_model, load_model, read_torch_file
 
     file = Path(path)
     obj = read_torch_file(file)  # torch.load(weights_only=True), one-line errors
@@ -271,4 +255,6 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
         obj = obj["state_dict_backbone"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DataFormatError(f"{file}: expected a backbone state dict of tensors (arcface_torch backbone.pth)")
-    apply_state_dict(model, {str(k).removeprefix("module."): v for k, v in obj.items()}, file)
+    apply_state_dict(
+        model, {str(k).removeprefix("module."): v for k, v in obj.items()}, file, f"do not fit {type(model).__name__}"
+    )

@@ -64,15 +64,15 @@ class TorchRecognizer(Recognizer):
     """A facekit recognizer model directory (or its model.pt) run by PyTorch."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
-        from facekit.modeldir import MODEL_FILE, load_model
-        from facekit.recognition.backbones import apply_state_dict, create_backbone
+        from facekit.modeldir import MODEL_FILE, apply_state_dict, load_model
+        from facekit.recognition.backbones import create_backbone
 
         p = Path(path)
         self.path = p / MODEL_FILE if p.is_dir() else p
         payload = load_model(p, "recognizer")
         self.config = RecognizerConfig.from_dict(payload["config"])
         model = create_backbone(self.config.backbone, embedding_size=self.config.embedding_size)
-        apply_state_dict(model, payload["state_dict"], self.path)
+        apply_state_dict(model, payload["state_dict"], self.path, f"do not fit {type(model).__name__}")
         self.model = model.to(device).eval()
         self.device = device
         self.name = f"facekit {self.config.backbone} (PyTorch)"
