@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,3 +52,39 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         discard(f)
         raise
     commit(f, path)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """`with atomic_path(p) as tmp:` for writers that want a file name (h5py, ONNX): whatever is written to `tmp`
+    replaces `p` (fsynced) when the block ends, or is removed if it raises."""
+    f = temp_beside(path, "wb")
+    f.close()
+    tmp = Path(f.name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as done:
+            os.fsync(done.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes: the fingerprint galleries record for the models that built them."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def output_stream(out: str | os.PathLike | None) -> Iterator[IO]:
+    """A text sink for results: file `out`, written atomically, or stdout when `out` is None."""
+    if out is None:
+        yield sys.stdout
+        sys.stdout.flush()
+    else:
+        with atomic_write(out) as f:
+            yield f

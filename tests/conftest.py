@@ -38,3 +38,43 @@ def cli(runner: CliRunner):
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def orl_recognizer(shared_data, tmp_path_factory) -> Path:
+    """A recognizer trained from scratch through the CLI on ORL s1-s30 (layouts/recognition_train_data, ~5 min on 2
+    CPU cores), validated on orl_val.bin (s31-s40): the model directory, with recognizer.onnx. Shared by the
+    train-recognize and gallery tests so that CI trains it once."""
+    from facekit.cli import main
+
+    out = tmp_path_factory.mktemp("orl_recognizer") / "model"
+    options = {"backbone": "mobilefacenet", "embedding-size": 128, "batch-size": 30, "epochs": 15, "val-every": 1000,
+               "workers": 2, "optimizer": "adamw", "lr": 2e-3, "weight-decay": 0.05, "warmup-epochs": 1,
+               "schedule": "cosine"}  # fmt: skip
+    args = [f"--{k}={v}" for k, v in options.items()] + ["--loss-param", "s=32", "--loss-param", "m=0.3"]
+    data = shared_data / "layouts/recognition_train_data"
+    result = CliRunner().invoke(main, ["train-recognize", str(data), str(out), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_recognizer(tmp_path_factory) -> Path:
+    """An untrained 32-d mobilefacenet recognizer directory (seeded): fast, for tests of plumbing, not accuracy."""
+    import torch
+
+    from facekit.recognition.backbones import create_backbone
+    from facekit.recognition.config import RecognizerConfig
+    from facekit.runtime.recognizer import save_recognizer
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("random_recognizer") / "model"
+    config = RecognizerConfig(backbone="mobilefacenet", embedding_size=32)
+    save_recognizer(out, create_backbone("mobilefacenet", embedding_size=32), config)
+    return out
+
+
+@pytest.fixture(scope="session")
+def scrfd(shared_data) -> Path:
+    """insightface's published SCRFD-500M detector with 5 key points (ONNX)."""
+    return shared_data / "weights/scrfd_500m_kps/scrfd_500m_bnkps.onnx"

@@ -27,6 +27,10 @@ COMMANDS: dict[str, str] = {
     "train-detect": "facekit.cli.train_detect:train_detect_cmd",
     "eval-detect": "facekit.cli.eval_detect:eval_detect_cmd",
     "train-recognize": "facekit.cli.train_recognize:train_recognize_cmd",
+    "build-db": "facekit.cli.gallery:build_db_cmd",
+    "recognize": "facekit.cli.gallery:recognize_cmd",
+    "db": "facekit.cli.gallery:db_group",
+    "evaluate-gallery": "facekit.cli.gallery:evaluate_gallery_cmd",
 }
 
 

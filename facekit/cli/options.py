@@ -7,31 +7,57 @@ from pathlib import Path
 
 import click
 
+BACKEND = click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnx"]),
+    default="auto",
+    show_default=True,
+    help="For a model directory: PyTorch (auto) or its exported .onnx through ONNX Runtime.",
+)
+DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (ONNX: the CUDA provider).")
+MAX_SIZE_HELP = "Scale larger photos down to this longest side for detection (0 = original size)."
 
-def detector_options(
-    max_size_help: str = "Scale larger photos down to this longest side (0 = original size).",
-) -> Callable:
+
+def detector_options(max_size_help: str = MAX_SIZE_HELP) -> Callable:
     """--model, --backend, --device and --max-size: which detector runs where, on what input size."""
-    options = [
-        click.option(
-            "--model",
-            "model_path",
-            required=True,
-            type=click.Path(exists=True, path_type=Path),
-            help="A facekit detector model directory (or its model.pt), or a SCRFD-layout .onnx "
-            "(facekit's detector.onnx, insightface's SCRFD / det_10g).",
-        ),
-        click.option(
-            "--backend",
-            type=click.Choice(["auto", "torch", "onnx"]),
-            default="auto",
-            show_default=True,
-            help="For a model directory: PyTorch (auto) or its detector.onnx through ONNX Runtime.",
-        ),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (ONNX: the CUDA provider)."),
-        click.option("--max-size", default=1280, show_default=True, type=click.IntRange(min=0), help=max_size_help),
-    ]
+    model = click.option(
+        "--model",
+        "model_path",
+        required=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="A facekit detector model directory (or its model.pt), or a SCRFD-layout .onnx "
+        "(facekit's detector.onnx, insightface's SCRFD / det_10g).",
+    )
+    max_size = click.option(
+        "--max-size", default=1280, show_default=True, type=click.IntRange(min=0), help=max_size_help
+    )
+    return _compose([model, BACKEND, DEVICE, max_size])
 
+
+def pipeline_options(batch: bool = True) -> Callable:
+    """Options of the commands that run a detector and a recognizer given as positional model paths."""
+    options = [
+        BACKEND,
+        DEVICE,
+        click.option(
+            "--max-size",
+            default=640,
+            show_default=True,
+            type=click.IntRange(min=0),
+            help=MAX_SIZE_HELP + " 640 as insightface's FaceAnalysis: portraits' large faces need it.",
+        ),
+        click.option(
+            "--det-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Minimum face score."
+        ),
+    ]
+    if batch:
+        options.append(
+            click.option("--batch", default=16, show_default=True, type=click.IntRange(min=1), help="Photos per batch.")
+        )
+    return _compose(options)
+
+
+def _compose(options: list[Callable]) -> Callable:
     def decorate(func: Callable) -> Callable:
         for option in reversed(options):
             func = option(func)

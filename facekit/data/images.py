@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +77,22 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     if not ok:
         raise ImageDecodeError(f"cannot JPEG-encode an image of shape {image.shape}")
     return buf.tobytes()
+
+
+def read_each(
+    paths: Sequence[str | os.PathLike], skipped: list[str], desc: str, progress: bool | None = None
+) -> Iterator[tuple[int, Path, np.ndarray]]:
+    """(position, path, BGR image) of each readable image, with a progress bar on stderr (progress None: only on a
+    terminal). Unreadable images are left out and their one-line errors appended to `skipped`."""
+    import sys
+
+    from tqdm import tqdm
+
+    from facekit.errors import FacekitError
+
+    disable = None if progress is None else not progress
+    for i, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=disable, file=sys.stderr)):
+        try:
+            yield i, Path(path), read_image(path)
+        except FacekitError as exc:
+            skipped.append(str(exc))

@@ -40,7 +40,8 @@ class Report:
 
 
 def detect_layout(path: str | os.PathLike) -> str:
-    """One of: detection_train_data, detection_split, recognition_train_data, verification_bin, identity_folders."""
+    """One of: detection_train_data, detection_split, recognition_train_data, verification_bin, identity_folders,
+    gallery."""
     p = Path(path)
     if not p.exists():
         raise MissingDataError(f"{p}: no such file or folder")
@@ -49,7 +50,9 @@ def detect_layout(path: str | os.PathLike) -> str:
             return "verification_bin"
         if p.suffix == ".rec":
             return "recognition_train_data"
-        raise LayoutError(f"{p}: not a layout facekit knows (expected a folder, a .rec or a .bin)")
+        if p.suffix in (".h5", ".hdf5"):
+            return "gallery"
+        raise LayoutError(f"{p}: not a layout facekit knows (expected a folder, a .rec, a .bin or a gallery .h5)")
     if any((p / s / "label.txt").is_file() for s in SPLITS):
         return "detection_train_data"
     if (p / "label.txt").is_file() and (p / "images").is_dir():
@@ -253,6 +256,29 @@ def inspect_folders(root: Path) -> Report:
     return report
 
 
+def inspect_gallery(path: Path) -> Report:
+    """A build-db gallery: sizes, models, and rows that are not unit vectors."""
+    from facekit.gallery.store import Gallery
+
+    report = Report("gallery", str(path))
+    gallery = Gallery.load(path)
+    counts = gallery.counts().values()
+    norms = np.linalg.norm(gallery.embeddings, axis=1)
+    report.summary.update(
+        faces=len(gallery),
+        identities=len(gallery.identities),
+        faces_per_identity={"min": min(counts), "max": max(counts)},
+        embedding_dim=gallery.dim,
+        recognizer=gallery.recognizer.name,
+        detector=gallery.detector.name,
+        created=gallery.created,
+    )
+    bad = np.flatnonzero(~(np.abs(norms - 1) < 1e-3))
+    if len(bad):
+        report.problems.append(f"{path}: {len(bad)} embeddings are not unit vectors (first rows {bad[:5].tolist()})")
+    return report
+
+
 def inspect_path(path: str | os.PathLike) -> Report:
     """Detect the layout of `path` and validate all of it."""
     p = Path(path)
@@ -265,4 +291,6 @@ def inspect_path(path: str | os.PathLike) -> Report:
         return inspect_recognition(p)
     if layout == "verification_bin":
         return inspect_bin(p)
+    if layout == "gallery":
+        return inspect_gallery(p)
     return inspect_folders(p)

@@ -18,6 +18,8 @@ from facekit.onnx_export import export_onnx
 from facekit.recognition.config import RecognizerConfig
 
 ONNX_FILE = "recognizer.onnx"  # the export's name inside a recognizer model directory
+FINGERPRINT_KEY = "facekit_fingerprint"  # ONNX metadata_props keys
+THRESHOLD_KEY = "facekit_threshold"
 
 
 class ArcfaceInput(nn.Module):
@@ -38,10 +40,24 @@ class ArcfaceInput(nn.Module):
 
 
 def export_arcface_onnx(
-    backbone: nn.Module, config: RecognizerConfig, path: str | os.PathLike, opset: int = 17
+    backbone: nn.Module,
+    config: RecognizerConfig,
+    path: str | os.PathLike,
+    opset: int = 17,
+    *,
+    fingerprint: str | None = None,
 ) -> Path:
-    """Write `path` (one self-contained .onnx, dynamic batch), atomically. The backbone is put in eval mode."""
+    """Write `path` (one self-contained .onnx, dynamic batch), atomically. The backbone is put in eval mode.
+
+    metadata_props carry what the runtime needs beyond insightface's convention: "facekit_fingerprint" (the sha256
+    of the model.pt this graph was exported from, so a gallery accepts both forms of one model) and
+    "facekit_threshold" (the calibrated cosine threshold), when known."""
     model = backbone.eval() if config.norm == ARCFACE else ArcfaceInput(backbone.eval(), config.norm)
     example = torch.zeros(2, 3, config.input_size, config.input_size)
     dynamic = {"input.1": {0: "batch"}, "embedding": {0: "batch"}}
-    return export_onnx(model, example, path, output_names=["embedding"], dynamic_axes=dynamic, opset=opset)
+    metadata = {FINGERPRINT_KEY: fingerprint} if fingerprint else {}
+    if config.threshold is not None:
+        metadata[THRESHOLD_KEY] = repr(config.threshold)
+    return export_onnx(
+        model, example, path, output_names=["embedding"], dynamic_axes=dynamic, opset=opset, metadata=metadata
+    )

@@ -448,16 +448,17 @@ class _Trainer:
         config = RecognizerConfig(
             backbone=self.s.backbone, embedding_size=self.s.embedding_size, threshold=self.threshold
         )
-        save_recognizer(
+        model_file = save_recognizer(
             self.out_dir,
             self.backbone.cpu().eval(),
             config,
             {"trained_with": {k: v for k, v in asdict(self.s).items() if k != "progress"}, "final": metrics["final"]},
         )
         if self.s.export_onnx:
-            from facekit.recognition.export import export_arcface_onnx
+            from facekit.fileio import sha256_file
+            from facekit.recognition.export import ONNX_FILE, export_arcface_onnx
 
-            export_arcface_onnx(self.backbone, config, self.out_dir / "recognizer.onnx")
+            export_arcface_onnx(self.backbone, config, self.out_dir / ONNX_FILE, fingerprint=sha256_file(model_file))
         if self.results:
             from facekit.recognition.verification import plot_roc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from facekit.detection.box_utils import decode, decode_landmarks, nms, prior_boxes
 from facekit.detection.config import DetectorConfig
+from facekit.fileio import sha256_file
 
 
 @dataclass
@@ -78,18 +80,27 @@ def postprocess(
 class TorchDetector:
     """A facekit RetinaFace (PyTorch) detector."""
 
-    def __init__(self, model: torch.nn.Module, config: DetectorConfig, device: str = "cpu") -> None:
+    def __init__(
+        self, model: torch.nn.Module, config: DetectorConfig, device: str = "cpu", path: Path | None = None
+    ) -> None:
         self.model = model.to(device).eval()
         self.config = config
         self.device = device
+        self.path = path  # the weights file, when loaded from one
         self.name = f"facekit RetinaFace {config.body} (PyTorch)"
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> TorchDetector:
         from facekit.detection.weights import load_detector
+        from facekit.modeldir import MODEL_FILE
 
         model, config = load_detector(path)
-        return cls(model, config, device)
+        return cls(model, config, device, Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the weights file ("" for a model built in memory)."""
+        return sha256_file(self.path) if self.path else ""
 
     @torch.inference_mode()
     def detect(self, image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Face]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from facekit.errors import DataFormatError
+from facekit.fileio import sha256_file
 from facekit.norms import SCRFD
 from facekit.runtime.detector import DetectSettings, Face, postprocess, resize_for_detection
 
@@ -57,6 +59,11 @@ class OnnxDetector:
         self.fixed_size = (shape[3], shape[2]) if all(isinstance(v, int) for v in shape[2:]) else None
         self.name = f"ONNX {self.path.name}"
         self._centres: dict[tuple[int, int, int], np.ndarray] = {}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the .onnx file."""
+        return sha256_file(self.path)
 
     def _input(self, image: np.ndarray, max_size: int | None) -> tuple[np.ndarray, float]:
         import cv2

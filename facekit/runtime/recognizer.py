@@ -4,7 +4,6 @@ L2-normalised embeddings out."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -13,8 +12,10 @@ import numpy as np
 import torch
 
 from facekit.errors import DataFormatError, MissingDataError
+from facekit.fileio import sha256_file
 from facekit.norms import ARCFACE, Normalization
 from facekit.recognition.config import RecognizerConfig
+from facekit.recognition.export import FINGERPRINT_KEY, THRESHOLD_KEY
 
 BACKENDS = ("auto", "torch", "onnx")
 # MXNet-converted insightface recognizers normalise inside the graph and take raw RGB pixels
@@ -29,6 +30,7 @@ class Recognizer:
     input_size: int
     embedding_size: int
     norm: Normalization
+    threshold: float | None = None  # calibrated cosine threshold for "same person", when the model knows one
     batch_size: int = 64
 
     def _run(self, blob: np.ndarray) -> np.ndarray:
@@ -53,11 +55,7 @@ class Recognizer:
     @cached_property
     def fingerprint(self) -> str:
         """sha256 (hex) of the weights file: galleries record it to refuse embeddings from another model."""
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return sha256_file(self.path)
 
 
 class TorchRecognizer(Recognizer):
@@ -79,6 +77,7 @@ class TorchRecognizer(Recognizer):
         self.input_size = self.config.input_size
         self.embedding_size = self.config.embedding_size
         self.norm = self.config.norm
+        self.threshold = self.config.threshold
 
     @torch.inference_mode()
     def _run(self, blob: np.ndarray) -> np.ndarray:
@@ -110,6 +109,11 @@ class OnnxRecognizer(Recognizer):
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.norm = insightface_input_norm(self.path)
         self.name = f"ONNX {self.path.name}"
+        meta = self.session.get_modelmeta().custom_metadata_map  # facekit exports: see recognition/export.py
+        if FINGERPRINT_KEY in meta:
+            self.fingerprint = meta[FINGERPRINT_KEY]
+        if THRESHOLD_KEY in meta:
+            self.threshold = float(meta[THRESHOLD_KEY])
         dim = outputs[0].shape[-1]
         probe = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
         self.embedding_size = dim if isinstance(dim, int) else self._run(probe).shape[1]

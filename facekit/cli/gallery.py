@@ -1,0 +1,315 @@
+"""Gallery commands: build-db, recognize, db info|list|remove, evaluate-gallery. Library imports happen inside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from facekit.cli.options import pipeline_options
+
+MODEL = click.Path(exists=True, path_type=Path)
+MATCH = click.option(
+    "--match",
+    type=click.Choice(["image", "template"]),
+    default="image",
+    show_default=True,
+    help="Compare with every gallery photo (a person scores their best) or with each person's mean template.",
+)
+FLIP = click.option("--flip/--no-flip", default=False, show_default=True, help="Average each face with its mirror.")
+
+
+def _pipeline(detect_model: Path, recognize_model: Path, backend: str, device: str, max_size: int, det_threshold: float,
+              flip: bool):  # noqa: ANN202  # fmt: skip
+    from facekit.runtime.detector import DetectSettings
+    from facekit.runtime.pipeline import load_pipeline
+
+    settings = DetectSettings(threshold=det_threshold, max_size=max_size or None)
+    return load_pipeline(detect_model, recognize_model, device=device, backend=backend, settings=settings, flip=flip)
+
+
+def _listing(title: str, items: list[str], limit: int = 20) -> None:
+    if items:
+        click.echo(f"{title} ({len(items)}):", err=True)
+        for item in items[:limit]:
+            click.echo(f"  - {item}", err=True)
+        if len(items) > limit:
+            click.echo(f"  ... and {len(items) - limit} more (see --report)", err=True)
+
+
+@click.command("build-db")
+@click.argument("data_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("detect_model_path", type=MODEL)
+@click.argument("recognize_model_path", type=MODEL)
+@click.argument("db_output_path", type=click.Path(path_type=Path))
+@click.option("--append", is_flag=True, help="Add to the gallery at DB_OUTPUT_PATH (made by the same recognizer).")
+@click.option(
+    "--pick",
+    type=click.Choice(["largest", "score"]),
+    default="largest",
+    show_default=True,
+    help="The face kept from a photo with several: the largest box or the highest detection score.",
+)
+@FLIP
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report as JSON here.")
+@pipeline_options()
+def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path: Path, db_output_path: Path,
+                 append: bool, pick: str, flip: bool, report: Path | None, backend: str, device: str, max_size: int,
+                 det_threshold: float, batch: int) -> None:  # fmt: skip
+    """Build the gallery of known people at DB_OUTPUT_PATH (an .h5 file; a folder gets gallery.h5 inside).
+
+    DATA_PATH: one folder per person (the folder name is the identity), a CSV of `path,identity` rows, or an
+    insightface .lst. Each photo gives its largest face, aligned and embedded. Photos that cannot be read or show
+    no face are skipped and listed; the gallery is written (atomically) when at least one face was found.
+    Exit codes: 0 gallery written, 1 nothing written (bad input, no face at all), 2 usage error.
+    """
+    from facekit.errors import FacekitError
+    from facekit.fileio import atomic_write
+    from facekit.gallery.build import build_gallery
+    from facekit.gallery.sources import enrolment_list
+    from facekit.gallery.store import Gallery, gallery_file
+
+    out = gallery_file(db_output_path)
+    entries, empty = enrolment_list(data_path)
+    pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
+    base = None
+    if append and out.exists():
+        base = Gallery.load(out)
+        base.check_recognizer(pipeline.recognizer, out)
+        pipeline.flip = base.flip
+    gallery, result = build_gallery(entries, pipeline, base=base, pick=pick, batch_images=batch)
+    result.empty_folders = empty
+    _listing("warning: unreadable photos, skipped", result.unreadable)
+    _listing("warning: photos without a face, skipped", result.no_face)
+    _listing("note: photos with several faces (kept the " + pick + " one)", result.several_faces)
+    _listing("warning: person folders without photos", result.empty_folders)
+    if result.already_in:
+        click.echo(f"note: {len(result.already_in)} photos were in the gallery already", err=True)
+    if report is not None:
+        with atomic_write(report) as f:
+            json.dump(result.as_dict(), f, indent=2)
+    if not sum(result.added.values()) and base is None:
+        raise FacekitError(f"{data_path}: no face found in {result.photos} photos; no gallery written")
+    gallery.save(out)
+    people = len(result.added)
+    click.echo(
+        f"{out}: {len(gallery)} faces of {len(gallery.identities)} people (added {sum(result.added.values())} faces "
+        f"of {people} people from {result.photos} photos; skipped {result.skipped})",
+        err=True,
+    )
+
+
+@click.command("recognize")
+@click.argument("data_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("db_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("detect_model_path", type=MODEL)
+@click.argument("recognize_model_path", type=MODEL)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1, 1),
+    help="Cosine similarity from which a face is its best match (default: the recognizer's calibrated threshold, "
+    "else 0.3); below it the face is unknown.",
+)
+@MATCH
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Candidates listed per face.")
+@click.option(
+    "--index",
+    type=click.Choice(["exact", "flat", "ivf"]),
+    default="exact",
+    show_default=True,
+    help="exact: blocked matrix products; flat / ivf: a faiss index cached beside the gallery (ivf: approximate, "
+    "for millions of faces).",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--save-annotated", type=click.Path(file_okay=False, path_type=Path), help="Draw boxes and names here.")
+@click.option("--flip/--no-flip", default=None, help="Mirror averaging (default: as the gallery was built).")
+@pipeline_options()
+def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recognize_model_path: Path,
+                  threshold: float | None, match: str, top_k: int, index: str, out: Path | None, fmt: str,
+                  save_annotated: Path | None, flip: bool | None, backend: str, device: str, max_size: int,
+                  det_threshold: float, batch: int) -> None:  # fmt: skip
+    """Recognize the faces in DATA_PATH (an image, a folder searched recursively, or a .txt / .csv / .lst list)
+    against the gallery DB_PATH.
+
+    One JSON object per photo: {"image", "width", "height", "faces": [{"box": [x1, y1, x2, y2], "score",
+    "landmarks", "identity" (null = unknown), "similarity", "candidates": [{"identity", "similarity"}]}]}.
+    Unreadable photos are skipped and listed. Exit codes: 0 done, 1 bad gallery / model / no readable photo.
+    """
+    from facekit.errors import FacekitError
+    from facekit.gallery.recognize import DEFAULT_THRESHOLD, Matcher, recognize_images
+    from facekit.gallery.sources import query_list
+    from facekit.gallery.store import Gallery, gallery_file
+
+    db_file = gallery_file(db_path)
+    gallery = Gallery.load(db_file)
+    pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False)
+    gallery.check_recognizer(pipeline.recognizer, db_file)
+    pipeline.flip = gallery.flip if flip is None else flip
+    if threshold is None:
+        threshold = pipeline.recognizer.threshold
+        source = "calibrated by train-recognize"
+        if threshold is None:
+            threshold, source = DEFAULT_THRESHOLD, "default for uncalibrated recognizers"
+        click.echo(f"threshold {threshold:.4f} ({source})", err=True)
+    paths = query_list(data_path)
+    matcher = Matcher(gallery, match=match, index=index, cache_prefix=db_file)
+    report = recognize_images(
+        paths, pipeline, matcher, threshold=threshold, top_k=top_k, out=out, fmt=fmt, annotated_dir=save_annotated,
+        batch_images=batch,
+    )  # fmt: skip
+    _listing("warning: unreadable photos, skipped", report.unreadable)
+    found = ", ".join(f"{name} {n}" for name, n in report.found.most_common())
+    click.echo(
+        f"{report.images} photos, {report.faces} faces: {sum(report.found.values())} recognized, {report.unknown} "
+        f"unknown, {report.no_face} photos without a face"
+        + (f" [{found}]" if found else "")
+        + (f" -> {out}" if out else ""),
+        err=True,
+    )
+    if paths and not report.images:
+        raise FacekitError(f"{data_path}: none of the {len(paths)} photos could be read")
+
+
+@click.group("db")
+def db_group() -> None:
+    """Look into and edit a gallery (.h5 made by build-db)."""
+
+
+@db_group.command("info")
+@click.argument("db_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def db_info_cmd(db_path: Path, as_json: bool) -> None:
+    """What the gallery holds and which models made it."""
+    from facekit.gallery.store import Gallery, gallery_file
+
+    path = gallery_file(db_path)
+    g = Gallery.load(path)
+    info = {
+        "path": str(path),
+        "faces": len(g),
+        "identities": len(g.identities),
+        "embedding_dim": g.dim,
+        "recognizer": g.recognizer.name,
+        "recognizer_fingerprint": g.recognizer.fingerprint,
+        "detector": g.detector.name,
+        "detector_fingerprint": g.detector.fingerprint,
+        "crop_size": g.crop_size,
+        "flip": g.flip,
+        "created": g.created,
+        "bytes": path.stat().st_size,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo("\n".join(f"{k:24} {v}" for k, v in info.items()))
+
+
+@db_group.command("list")
+@click.argument("db_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--sources", is_flag=True, help="List every photo of each identity.")
+def db_list_cmd(db_path: Path, sources: bool) -> None:
+    """Identities and their number of faces (tab-separated), in gallery order."""
+    from facekit.gallery.store import Gallery, gallery_file
+
+    g = Gallery.load(gallery_file(db_path))
+    for i, (name, count) in enumerate(g.counts().items()):
+        click.echo(f"{name}\t{count}")
+        if sources:
+            for source in (s for s, j in zip(g.sources, g.identity_index, strict=True) if j == i):
+                click.echo(f"\t{source}")
+
+
+@db_group.command("remove")
+@click.argument("db_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("names", nargs=-1, required=True)
+def db_remove_cmd(db_path: Path, names: tuple[str, ...]) -> None:
+    """Remove identities NAMES (all their faces) from the gallery, rewriting it atomically."""
+    from facekit.errors import FacekitError
+    from facekit.gallery.store import Gallery, gallery_file
+
+    path = gallery_file(db_path)
+    g = Gallery.load(path)
+    try:
+        smaller = g.remove(names)
+    except KeyError as exc:
+        raise FacekitError(f"{path}: no identity {exc.args[0]} in the gallery (see facekit db list)") from None
+    if not len(smaller):
+        raise FacekitError(
+            f"{path}: removing {', '.join(names)} would leave the gallery empty; delete the file instead"
+        )
+    smaller.save(path)
+    click.echo(f"{path}: removed {len(g) - len(smaller)} faces of {len(names)} people, {len(smaller)} left", err=True)
+
+
+@click.command("evaluate-gallery")
+@click.argument("gallery_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("probe_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("detect_model_path", type=MODEL)
+@click.argument("recognize_model_path", type=MODEL)
+@click.option("--threshold", type=click.FloatRange(-1, 1), help="Open-set threshold (default: as recognize).")
+@MATCH
+@FLIP
+@click.option(
+    "--baseline-fit",
+    type=click.Path(exists=True, path_type=Path),
+    help="Also run the eigenfaces baseline, fitted on these aligned crops (recognition_train_data or identity "
+    "folders; use the recognizer's training data), its threshold calibrated on the same crops.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Write metrics.json, cmc.png and roc.png here."
+)
+@pipeline_options(batch=False)
+def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: Path, recognize_model_path: Path,
+                         threshold: float | None, match: str, flip: bool, baseline_fit: Path | None, out: Path | None,
+                         backend: str, device: str, max_size: int, det_threshold: float) -> None:  # fmt: skip
+    """Open-set identification on GALLERY_DIR (one folder per known person) and PROBE_DIR (one folder per person;
+    people without a gallery folder are unknowns): rank-1 / rank-5, TAR at FAR 1e-2 and 1e-3, rejection of
+    unknowns at the threshold; CMC and ROC curves with --out. Prints the metrics as JSON.
+    """
+    from facekit.fileio import atomic_write
+    from facekit.gallery.evaluate import plot_cmc, plot_identification_roc
+    from facekit.gallery.protocol import evaluate_gallery
+    from facekit.gallery.recognize import DEFAULT_THRESHOLD
+
+    pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
+    if threshold is None:
+        threshold = pipeline.recognizer.threshold if pipeline.recognizer.threshold is not None else DEFAULT_THRESHOLD
+    baselines, thresholds = {}, {}
+    if baseline_fit is not None:
+        baselines["eigenfaces"], thresholds["eigenfaces"] = _eigenfaces(baseline_fit)
+    evaluation = evaluate_gallery(
+        gallery_dir, probe_dir, pipeline, threshold=threshold, match=match, baselines=baselines,
+        baseline_thresholds=thresholds,
+    )  # fmt: skip
+    _listing("warning: photos left out", evaluation.skipped)
+    text = json.dumps(evaluation.as_dict(), indent=2)
+    if out is not None:
+        with atomic_write(out / "metrics.json") as f:
+            f.write(text + "\n")
+        plot_cmc(evaluation.results, out / "cmc.png")
+        plot_identification_roc(evaluation.results, out / "roc.png")
+    click.echo(text)
+    for name, r in evaluation.results.items():
+        click.echo(
+            f"{name}: rank-1 {r.rank1}, rank-5 {r.rank5}, unknown rejection {r.rejection_rate} at threshold "
+            f"{r.threshold:.4f}",
+            err=True,
+        )
+
+
+def _eigenfaces(path: Path):  # noqa: ANN202 - (embed function, threshold)
+    import numpy as np
+
+    from facekit.data.images import decode_image
+    from facekit.gallery.protocol import calibrate_threshold
+    from facekit.recognition.eigenfaces import Eigenfaces
+    from facekit.recognition.train import open_training_source
+
+    source, _ = open_training_source(path)
+    items = [source[i] for i in range(len(source))]
+    crops = np.stack([decode_image(data, f"{path} item {i}") for i, (_, data) in enumerate(items)])
+    labels = np.array([label for label, _ in items])
+    model = Eigenfaces.fit(crops)
+    return model.embed, calibrate_threshold(model.embed(crops), labels)

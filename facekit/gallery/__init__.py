@@ -1,0 +1,1 @@
+"""Galleries of known faces: the HDF5 store, search, building and recognizing."""

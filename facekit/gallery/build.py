@@ -1,0 +1,97 @@
+"""build-db: one face per enrolment photo -> gallery entries. Bad photos are skipped and reported, never fatal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facekit.data.images import read_each
+from facekit.gallery.store import Gallery, ModelStamp
+from facekit.runtime.pipeline import FacePipeline, pick_face
+
+
+@dataclass
+class BuildReport:
+    """What happened to each enrolment photo."""
+
+    photos: int = 0
+    added: Counter = field(default_factory=Counter)  # identity -> faces added
+    no_face: list[str] = field(default_factory=list)
+    several_faces: list[str] = field(default_factory=list)  # "path (N faces)"; the picked face was kept
+    unreadable: list[str] = field(default_factory=list)  # one error message each
+    already_in: list[str] = field(default_factory=list)  # --append: photos the gallery holds already
+    empty_folders: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.no_face) + len(self.unreadable)
+
+    def as_dict(self) -> dict:
+        return {
+            "photos": self.photos,
+            "faces_added": sum(self.added.values()),
+            "faces_per_identity": dict(sorted(self.added.items())),
+            "no_face": self.no_face,
+            "several_faces": self.several_faces,
+            "unreadable": self.unreadable,
+            "already_in_gallery": self.already_in,
+            "empty_folders": self.empty_folders,
+        }
+
+
+def build_gallery(
+    entries: Sequence[tuple[Path, str]],
+    pipeline: FacePipeline,
+    *,
+    base: Gallery | None = None,
+    pick: str = "largest",
+    batch_images: int = 32,
+    progress: bool | None = None,
+) -> tuple[Gallery, BuildReport]:
+    """Add one face of each (photo, identity) to `base` (or to a new gallery); embeddings are computed
+    `batch_images` photos at a time. Returns the new gallery (the input is left unchanged) and the report."""
+    gallery = base or Gallery.empty(
+        pipeline.recognizer.embedding_size,
+        ModelStamp.of(pipeline.recognizer),
+        ModelStamp.of(pipeline.detector),
+        crop_size=pipeline.recognizer.input_size,
+        flip=pipeline.flip,
+    )
+    report = BuildReport()
+    known = set(zip(gallery.sources, (gallery.identities[i] for i in gallery.identity_index), strict=True))
+    pending: list[tuple[np.ndarray, object, str, str]] = []  # (image, face, identity, source)
+    report.photos = len(entries)
+    todo = [(path, name) for path, name in entries if (str(path), name) not in known]
+    report.already_in = [str(path) for path, name in entries if (str(path), name) in known]
+    for i, path, image in read_each([path for path, _ in todo], report.unreadable, "build-db", progress):
+        faces = pipeline.detect(image)
+        if not faces:
+            report.no_face.append(str(path))
+            continue
+        if len(faces) > 1:
+            report.several_faces.append(f"{path} ({len(faces)} faces)")
+        pending.append((image, pick_face(faces, pick), todo[i][1], str(path)))
+        if len(pending) >= batch_images:
+            gallery = _flush(gallery, pending, pipeline, report)
+    return _flush(gallery, pending, pipeline, report), report
+
+
+def _flush(gallery: Gallery, pending: list, pipeline: FacePipeline, report: BuildReport) -> Gallery:
+    if not pending:
+        return gallery
+    images, faces, names, sources = zip(*pending, strict=True)
+    embeddings = pipeline.embed(images, faces)
+    report.added.update(names)
+    pending.clear()
+    return gallery.add(
+        embeddings,
+        names,
+        sources,
+        np.stack([f.box for f in faces]),
+        np.stack([f.landmarks for f in faces]),
+        np.array([f.score for f in faces]),
+    )

@@ -1,0 +1,154 @@
+"""recognize: every face in every photo -> the best gallery identities, or "unknown" below the threshold."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from facekit.data.images import read_each
+from facekit.fileio import output_stream
+from facekit.gallery.store import Gallery
+from facekit.runtime.pipeline import FacePipeline
+
+MATCHES = ("image", "template")
+FORMATS = ("jsonl", "csv")
+# Cosine similarity above which a face is someone in the gallery, for recognizers that carry no calibrated
+# threshold (insightface packs): insightface's own examples call ArcFace R50/R100 pairs above ~0.3 one person.
+DEFAULT_THRESHOLD = 0.3
+CSV_COLUMNS = ["image", "face", "x1", "y1", "x2", "y2", "score", "identity", "similarity"]
+
+
+class Matcher:
+    """Top-k distinct identities for query embeddings, over the gallery's photos (`match="image"`: an identity
+    scores its best photo) or its per-identity templates (`match="template"`)."""
+
+    def __init__(
+        self, gallery: Gallery, *, match: str = "image", index: str = "exact", cache_prefix: Path | None = None
+    ) -> None:
+        if match not in MATCHES:
+            raise ValueError(f"unknown match {match!r}; known: {', '.join(MATCHES)}")
+        self.identities = gallery.identities
+        if match == "template":
+            self.vectors, self.labels = gallery.templates(), np.arange(len(gallery.identities))
+            prefix = None if cache_prefix is None else cache_prefix.with_name(cache_prefix.name + ".templates")
+        else:
+            self.vectors, self.labels, prefix = gallery.embeddings, gallery.identity_index, cache_prefix
+        self.per_identity = int(np.bincount(self.labels).max()) if len(self.labels) else 1
+        self.index, self.cache_prefix = index, prefix
+        self.key = None if prefix is None else gallery.content_id
+
+    def match(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
+        """embeddings [M, D] -> for each, up to top_k (identity, cosine similarity) pairs, best first."""
+        from facekit.gallery.search import search
+
+        if not len(embeddings):
+            return []
+        k = min(len(self.vectors), top_k * self.per_identity)  # enough entries to hold top_k distinct identities
+        scores, indices = search(self.vectors, embeddings, k, self.index, cache_prefix=self.cache_prefix, key=self.key)
+        results = []
+        for row_scores, row_indices in zip(scores, indices, strict=True):
+            best: dict[int, float] = {}
+            for score, index in zip(row_scores.tolist(), row_indices.tolist(), strict=True):
+                if index >= 0 and self.labels[index] not in best:
+                    best[int(self.labels[index])] = score
+            results.append([(self.identities[i], s) for i, s in list(best.items())[:top_k]])
+        return results
+
+
+@dataclass
+class RecognizeReport:
+    images: int = 0
+    faces: int = 0
+    unknown: int = 0
+    no_face: int = 0
+    found: Counter = field(default_factory=Counter)  # identity -> faces
+    unreadable: list[str] = field(default_factory=list)
+
+
+def recognize_images(
+    paths: Sequence[Path],
+    pipeline: FacePipeline,
+    matcher: Matcher,
+    *,
+    threshold: float,
+    top_k: int = 5,
+    out: Path | None = None,
+    fmt: str = "jsonl",
+    annotated_dir: Path | None = None,
+    batch_images: int = 16,
+    progress: bool | None = None,
+) -> RecognizeReport:
+    """Write one record per readable photo (JSON Lines: {"image", "width", "height", "faces": [{"box", "score",
+    "landmarks", "identity" (None = unknown), "similarity", "candidates"}]}; CSV: one row per face) to `out`
+    (atomically) or stdout. Faces are embedded and searched `batch_images` photos at a time."""
+    from facekit.draw import AnnotatedOutput
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    report = RecognizeReport()
+    annotated = AnnotatedOutput(annotated_dir, paths) if annotated_dir is not None else None
+    with output_stream(out) as sink:
+        write = _csv_writer(sink) if fmt == "csv" else lambda record: sink.write(json.dumps(record) + "\n")
+        batch: list[tuple[Path, np.ndarray, list]] = []
+        for _, path, image in read_each(paths, report.unreadable, "recognize", progress):
+            batch.append((path, image, pipeline.detect(image)))
+            if len(batch) >= batch_images:
+                _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report)
+        _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report)
+    return report
+
+
+def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report) -> None:  # noqa: ANN001
+    images = [image for _, image, faces in batch for _ in faces]
+    faces = [face for _, _, faces in batch for face in faces]
+    matches = iter(matcher.match(pipeline.embed(images, faces), top_k))
+    for path, image, image_faces in batch:
+        records = []
+        for face in image_faces:
+            candidates = next(matches)
+            best_name, best = candidates[0] if candidates else (None, -1.0)
+            identity = best_name if best >= threshold else None
+            records.append(
+                {
+                    **face.as_dict(),
+                    "identity": identity,
+                    "similarity": round(best, 5),
+                    "candidates": [{"identity": n, "similarity": round(s, 5)} for n, s in candidates],
+                }
+            )
+            if identity is None:
+                report.unknown += 1
+            else:
+                report.found[identity] += 1
+        write({"image": str(path), "width": image.shape[1], "height": image.shape[0], "faces": records})
+        report.images += 1
+        report.faces += len(records)
+        report.no_face += not records
+        if annotated is not None:
+            from facekit.draw import draw_faces
+
+            labels = [f"{r['identity'] or 'unknown'} {r['similarity']:.2f}" for r in records]
+            annotated.write(path, draw_faces(image, image_faces, labels))
+    batch.clear()
+
+
+def _csv_writer(sink: IO):  # noqa: ANN202
+    """One row per face (and one with empty face columns for a photo without faces); identity "unknown"."""
+    writer = csv.writer(sink, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+
+    def write(record: dict) -> None:
+        if not record["faces"]:
+            writer.writerow([record["image"]] + [""] * (len(CSV_COLUMNS) - 1))
+        for i, face in enumerate(record["faces"]):
+            writer.writerow([record["image"], i, *face["box"], face["score"], face["identity"] or "unknown",
+                             face["similarity"]])  # fmt: skip
+
+    return write

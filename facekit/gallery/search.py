@@ -1,0 +1,301 @@
+"""Top-k inner-product search of L2-normalised embeddings: exact (blocked torch matrix products) or faiss.
+
+Every search returns (scores float32 [Q, k'], indices int64 [Q, k']) sorted by descending score, k' = min(k, N).
+faiss indexes are cached beside the gallery, named after a key that changes whenever the embeddings do.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facekit.errors import DataFormatError, MissingDataError
+from facekit.fileio import commit, discard, temp_beside
+
+if TYPE_CHECKING:
+    import faiss
+    import torch
+
+log = logging.getLogger(__name__)
+
+INDEXES = ("exact", "flat", "ivf")
+SCORE_BUDGET = 1 << 24  # scores per block when block_rows is None (64 MiB of float32)
+GROUP = 32  # strided column groups per block in the fast top-k selection (see _block_candidates)
+TRAIN_POINTS_PER_LIST = 64  # IVF k-means trains on at most this many embeddings per list (faiss advises 30-256)
+KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def exact_search(
+    gallery: np.ndarray, queries: np.ndarray, k: int, *, block_rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner products of L2-normalised float32 queries [Q, D] against gallery [N, D]:
+    (scores float32 [Q, k'], indices int64 [Q, k']) sorted by descending score, ties by ascending index,
+    k' = min(k, N). Exact, by blocked matrix products over gallery rows, so extra memory is bounded by a few
+    Q x block_rows scores whatever N is (None: about 64 MiB of scores, at least 1024 rows). The answer does not
+    depend on block_rows; a float32 C-contiguous gallery is never copied.
+    """
+    import torch
+
+    n, dim = _shape(gallery, "gallery")
+    queries = _check_queries(queries, dim, k)
+    q, k = len(queries), min(k, n)
+    if q == 0 or k == 0:
+        return np.empty((q, k), np.float32), np.empty((q, k), np.int64)
+    if block_rows is None:
+        block_rows = max(1024, SCORE_BUDGET // q // GROUP * GROUP)
+    elif block_rows < 1:
+        raise ValueError(f"block_rows must be at least 1, got {block_rows}")
+    buffer = torch.empty(q * min(block_rows, n))
+    query_rows = _tensor(queries)
+    scores, indices = torch.empty(q, 0), torch.empty(q, 0, dtype=torch.int64)
+    for start in range(0, n, block_rows):
+        rows = _tensor(np.ascontiguousarray(gallery[start : start + block_rows], dtype=np.float32))
+        block = torch.mm(query_rows, rows.T, out=buffer[: q * len(rows)].view(q, len(rows)))
+        columns = _block_candidates(block, k)
+        scores = torch.cat([scores, block.gather(1, columns)], 1)
+        indices = torch.cat([indices, columns + start], 1)
+        scores, indices = _best(scores, indices, k)
+    return scores.numpy(), indices.numpy()
+
+
+def _shape(embeddings: np.ndarray, name: str) -> tuple[int, int]:
+    if embeddings.ndim != 2:
+        raise ValueError(f"the {name} must be a 2-D array [N, D], got shape {embeddings.shape}")
+    return embeddings.shape
+
+
+def _check_queries(queries: np.ndarray, dim: int, k: int) -> np.ndarray:
+    """Validate the queries and k; returns the queries as a float32 C-contiguous array."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        raise ValueError(f"queries must be [Q, {dim}] like the gallery, got shape {queries.shape}")
+    if not np.isfinite(queries).all():
+        raise ValueError("queries hold NaN or infinite values")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    return queries
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing `array`'s memory; read-only arrays (memory maps) are fine, as nothing writes to them."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
+        return torch.from_numpy(array)
+
+
+def _block_candidates(block: torch.Tensor, k: int) -> torch.Tensor:
+    """Columns [Q, c] (c >= k) of a score block [Q, n] that hold each row's top k by (score desc, column asc).
+
+    Fast path: split the columns into GROUP strided groups and keep the k groups with the highest maxima; when the
+    k-th and (k+1)-th maxima differ, every other element has k larger ones. Rows where they tie get the exact top c.
+    """
+    import torch
+
+    q, n = block.shape
+    if k >= n:
+        return torch.arange(n).expand(q, n)
+    group = GROUP if n % GROUP == 0 and (k + 1) * GROUP * 16 <= n else 1
+    width = n // group
+    peaks = block.view(q, group, width).amax(1) if group > 1 else block
+    top, groups = torch.topk(peaks, k + 1)
+    if torch.isnan(top[:, 0]).any():  # topk and amax put NaN first
+        raise ValueError("the gallery holds NaN or infinite values")
+    columns = (groups[:, :k, None] + width * torch.arange(group)).reshape(q, k * group)
+    tied = (top[:, k - 1] == top[:, k]).nonzero()[:, 0]
+    if len(tied):
+        columns[tied] = _exact_columns(block[tied], k * group)
+    return columns
+
+
+def _exact_columns(block: torch.Tensor, c: int) -> torch.Tensor:
+    """The columns [R, c] of each row's top c by (score desc, column asc), in ascending column order."""
+    import torch
+
+    threshold = torch.topk(block, c, sorted=False).values.amin(1, keepdim=True)
+    above = block > threshold
+    equal = block == threshold
+    room = c - above.sum(1, keepdim=True)
+    take = above | (equal & (equal.cumsum(1, dtype=torch.int32) <= room))
+    return take.nonzero()[:, 1].view(len(block), c)
+
+
+def _best(scores: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's k best of (scores, indices) [Q, m], by descending score then ascending index: [Q, min(k, m)].
+
+    Each pair becomes one int64 key, (the score's bits, made to sort like floats) * 2^32 - index: keys are unique, so
+    topk needs no tie-breaking (torch's sort is far slower on small rows). Indices must stay below 2^32.
+    """
+    import torch
+
+    bits = (scores + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 becomes 0.0, as it compares equal
+    keys = (torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) << 32) - indices
+    best = torch.topk(keys, min(k, keys.shape[1])).indices
+    return scores.gather(1, best), indices.gather(1, best)
+
+
+class FaissIndex:
+    """A faiss inner-product index over a gallery's embeddings: "flat" (IndexFlatIP, exact) or "ivf" (IndexIVFFlat).
+
+    IVF defaults: nlist = 4 sqrt(N), at most N / 39 (faiss's minimum of training points per list) and 65536, trained
+    on up to TRAIN_POINTS_PER_LIST x nlist embeddings; nprobe = nlist / 16, so that a query scans about 1/16 of the
+    gallery: top-1 recall 0.96-1.0 on synthetic galleries of clustered identities (50k-100k embeddings). IVF search
+    may find fewer than k' results: the missing ones have index -1 and score -inf.
+    """
+
+    def __init__(self, index: faiss.Index) -> None:
+        import faiss
+
+        self.index = index
+        self.kind = "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+
+    @classmethod
+    def build(
+        cls, embeddings: np.ndarray, kind: str = "flat", *, nlist: int | None = None, nprobe: int | None = None
+    ) -> FaissIndex:
+        """Index the rows of `embeddings` [N, D] (L2-normalised); nlist and nprobe: IVF only, None for defaults."""
+        import faiss
+
+        n, dim = _shape(embeddings, "embeddings")
+        if kind not in INDEXES[1:]:
+            raise ValueError(f"unknown faiss index {kind!r}; choose from {', '.join(INDEXES[1:])}")
+        if kind == "flat" and (nlist is not None or nprobe is not None):
+            raise ValueError("nlist and nprobe apply to 'ivf' indexes only")
+        if any(value is not None and value < 1 for value in (nlist, nprobe)):
+            raise ValueError(f"nlist and nprobe must be at least 1, got {nlist} and {nprobe}")
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        else:
+            nlist = max(1, min(nlist or min(round(4 * math.sqrt(n)), n // 39, 65536), n))
+            index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+            index.cp.min_points_per_centroid = 1  # nlist <= N suffices; faiss warns below 39 points per list
+            index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
+            index.nprobe = nprobe or max(1, nlist // 16)
+            if n:
+                index.train(embeddings)
+        if n:
+            index.add(embeddings)
+        return cls(index)
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like `exact_search`, ties in any order; "ivf" is approximate, missing results are index -1, score -inf."""
+        queries = _check_queries(queries, self.index.d, k)
+        k = min(k, len(self))
+        if len(queries) == 0 or k == 0:
+            return np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
+        scores, indices = self.index.search(queries, k)
+        scores[indices < 0] = -np.inf
+        return scores, indices
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index to `path` atomically (a temporary file beside it, then a rename)."""
+        import faiss
+
+        f = temp_beside(path, "wb")
+        try:
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
+        except BaseException:
+            discard(f)
+            raise
+        commit(f, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FaissIndex:
+        """Read an index written by `save`: MissingDataError if absent, DataFormatError if not such an index."""
+        import faiss
+
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise MissingDataError(f"{path}: no such file")
+        try:
+            index = faiss.read_index(path)
+        except RuntimeError as exc:  # faiss reports every read problem so, prefixed with its source location
+            reason = re.sub(r"^.*\.cpp:\d+: (Error: )?", "", str(exc).splitlines()[0])
+            raise DataFormatError(f"{path}: not a readable faiss index ({reason})") from None
+        if not isinstance(index, faiss.IndexFlatIP | faiss.IndexIVFFlat) or (
+            index.metric_type != faiss.METRIC_INNER_PRODUCT
+        ):
+            raise DataFormatError(f"{path}: a faiss {type(index).__name__}, not an inner-product flat or IVF index")
+        return cls(index)
+
+
+def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, key: str, **kw) -> FaissIndex:
+    """Load the index cached beside the gallery for content `key` (a string that changes whenever the gallery's
+    embeddings change, e.g. a uuid stored in the gallery), or build and save it. Cache file name:
+    f"{prefix}.{kind}.{key}.faiss" (prefix = the gallery path, e.g. 'people.h5' -> 'people.h5.flat.<key>.faiss');
+    stale cache files of the same prefix and kind with another key are removed. A cache file that cannot be read,
+    or does not fit `embeddings` or an explicit nlist, is rebuilt (with a logging warning), never trusted; one that
+    cannot be written is only logged. `kw`: nlist, nprobe of FaissIndex.build.
+    """
+    if not KEY.fullmatch(key):
+        raise ValueError(f"cache key {key!r} must be made of letters, digits, '-' and '_'")
+    prefix = Path(prefix)
+    path = prefix.with_name(f"{prefix.name}.{kind}.{key}.faiss")
+    index = _load_cached(path, embeddings, kind, kw.get("nlist"))
+    if index is None:
+        index = FaissIndex.build(embeddings, kind, **kw)
+        try:
+            index.save(path)
+        except OSError as exc:
+            log.warning("%s: cannot write the index cache (%s)", path, exc)
+    elif kw.get("nprobe"):
+        index.index.nprobe = kw["nprobe"]
+    stale = re.compile(re.escape(prefix.name) + rf"\.{kind}\.[A-Za-z0-9_-]+\.faiss")
+    for other in prefix.parent.iterdir():
+        if other.name != path.name and stale.fullmatch(other.name):
+            other.unlink(missing_ok=True)
+    return index
+
+
+def _load_cached(path: Path, embeddings: np.ndarray, kind: str, nlist: int | None) -> FaissIndex | None:
+    """The index cached at `path` if it fits `embeddings`, else None (with a warning unless there is no file)."""
+    n, dim = _shape(embeddings, "embeddings")
+    try:
+        index = FaissIndex.load(path)
+    except MissingDataError:
+        return None
+    except DataFormatError as exc:
+        log.warning("%s; rebuilding it", exc)
+        return None
+    if index.kind != kind or len(index) != n or index.index.d != dim:
+        problem = f"holds {len(index)} x {index.index.d} ({index.kind}), the gallery {n} x {dim} ({kind})"
+    elif nlist is not None and index.index.nlist != max(1, min(nlist, n)):
+        problem = f"has {index.index.nlist} lists, not {nlist}"
+    else:
+        return index
+    log.warning("%s: cached index %s; rebuilding it", path, problem)
+    return None
+
+
+def search(
+    embeddings: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    index: str = "exact",
+    *,
+    cache_prefix: str | os.PathLike | None = None,
+    key: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One entry point used by the CLI: "exact" -> exact_search; "flat"/"ivf" -> faiss, cached beside the gallery
+    when cache_prefix and key are given (both or neither; ignored for "exact")."""
+    if index not in INDEXES:
+        raise ValueError(f"unknown index {index!r}; choose from {', '.join(INDEXES)}")
+    if index == "exact":
+        return exact_search(embeddings, queries, k)
+    if (cache_prefix is None) != (key is None):
+        raise ValueError("cache_prefix and key go together: give both or neither")
+    if key is None:
+        return FaissIndex.build(embeddings, index).search(queries, k)
+    return cached_index(embeddings, index, cache_prefix, key).search(queries, k)
