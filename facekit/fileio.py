@@ -13,13 +13,15 @@ from typing import IO
 
 
 def temp_beside(path: str | os.PathLike, mode: str = "w") -> IO:
-    """An open temporary file in `path`'s folder (so the final os.replace is atomic)."""
+    """An open temporary file in `path`'s folder (so the final os.replace is atomic). Text is UTF-8; a file name
+    that is not (Python holds its bytes as surrogates) is written back as its own bytes, as on stdout."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the final file the usual mode
-    return open(name, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}))
+    text = {"encoding": "utf-8", "errors": "surrogateescape", "newline": "\n"}
+    return open(name, mode, **({} if "b" in mode else text))
 
 
 def _umask() -> int:

@@ -51,12 +51,23 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FacekitError as exc:
-            error = click.ClickException(str(exc))
+            error = click.ClickException(_one_line(str(exc)))
             error.exit_code = exc.exit_code
             raise error from None
         except KeyboardInterrupt:
             click.echo("facekit: interrupted", err=True)
             sys.exit(130)
+
+
+def _one_line(message: str) -> str:
+    """The message of a FacekitError. One raised in a DataLoader worker (a bad image met during training) reaches
+    the main process re-created by PyTorch as "Caught ImageDecodeError in DataLoader worker process 0.\nOriginal
+    Traceback ...\nfacekit.errors.ImageDecodeError: <message>": keep the original message, the traceback's last line.
+    """
+    if message.startswith("Caught ") and "\nOriginal Traceback" in message:
+        last = message.rstrip().rsplit("\n", 1)[-1]
+        return last.partition(": ")[2] or last
+    return message
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

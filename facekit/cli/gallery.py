@@ -142,6 +142,9 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     from facekit.gallery.sources import query_list
     from facekit.gallery.store import Gallery, gallery_file
 
+    paths = query_list(data_path)
+    if not paths:
+        raise FacekitError(f"{data_path}: no photos to recognize (expected an image, a folder of images or a list)")
     db_file = gallery_file(db_path)
     gallery = Gallery.load(db_file)
     pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False)
@@ -153,7 +156,6 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
         if threshold is None:
             threshold, source = DEFAULT_THRESHOLD, "default for uncalibrated recognizers"
         click.echo(f"threshold {threshold:.4f} ({source})", err=True)
-    paths = query_list(data_path)
     matcher = Matcher(gallery, match=match, index=index, cache_prefix=db_file)
     report = recognize_images(
         paths, pipeline, matcher, threshold=threshold, top_k=top_k, out=out, fmt=fmt, annotated_dir=save_annotated,

@@ -18,7 +18,8 @@ from facekit.norms import ARCFACE, Normalization
 
 
 class FaceSource(Protocol):
-    """RecognitionSet and IdentityFolders: indexable (class, encoded image) pairs."""
+    """RecognitionSet and IdentityFolders: indexable (class, encoded image) pairs (and `where(index)`, the file or
+    record an item comes from, for error messages)."""
 
     def __len__(self) -> int: ...
 
@@ -41,7 +42,8 @@ class RecognitionDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         label, data = self.source[index]
-        image = decode_image(data, f"{self.name}: item {index}")
+        where = self.source.where(index) if hasattr(self.source, "where") else self.name
+        image = decode_image(data, f"{where}: item {index}")
         if self.flip and torch.rand(()) < 0.5:
             image = image[:, ::-1]
         return torch.from_numpy(self.norm(image)), label

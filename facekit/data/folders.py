@@ -28,6 +28,10 @@ class IdentityFolders:
     def __len__(self) -> int:
         return len(self.items)
 
+    def where(self, index: int) -> str:
+        """The image file of item `index`."""
+        return str(self.items[index][0])
+
     def __getitem__(self, index: int) -> tuple[int, bytes]:
         """(class, encoded image bytes) of item `index`."""
         path, label = self.items[index]

@@ -33,7 +33,8 @@ def decode_image(data: bytes | memoryview, context: str) -> np.ndarray:
     buf = np.frombuffer(data, np.uint8)
     image = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if buf.size else None
     if image is None:
-        raise ImageDecodeError(f"{context}: cannot decode image ({len(buf)} bytes)")
+        why = "empty" if not buf.size else "truncated or corrupt, or not an image format OpenCV reads"
+        raise ImageDecodeError(f"{context}: cannot decode image ({len(buf)} bytes): {why}")
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:

@@ -49,6 +49,10 @@ class RecognitionSet:
     def __getitem__(self, index: int) -> tuple[int, bytes]:
         return self.read(self.image_keys[index])
 
+    def where(self, index: int) -> str:
+        """The .rec and key of image `index`."""
+        return f"{self.reader.rec_path}: key {self.image_keys[index]}"
+
     @property
     def num_classes(self) -> int | None:
         """From the identity records, else from `property`, else unknown (None) without a full scan."""

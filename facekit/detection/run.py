@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facekit.data.images import list_images, read_each
+from facekit.errors import MissingDataError
 from facekit.fileio import output_stream
 
 
@@ -30,7 +31,10 @@ def detect_images(
     """Detect faces in every image; one JSON object per image to `out` (atomically) or stdout."""
     from facekit.draw import AnnotatedOutput, draw_faces
 
+    inputs = list(inputs)
     paths = list_images(inputs)
+    if not paths:
+        raise MissingDataError(f"{', '.join(map(os.fspath, inputs))}: no image files to detect faces in")
     annotated = AnnotatedOutput(annotated_dir, paths) if annotated_dir is not None else None
     report = DetectReport()
     with output_stream(out) as sink:

@@ -13,6 +13,10 @@ from facekit.data.images import read_each
 from facekit.gallery.store import Gallery, ModelStamp
 from facekit.runtime.pipeline import FacePipeline, pick_face
 
+# The gallery stores identities and sources as UTF-8; a name that is not (Python keeps its bytes as surrogates)
+# would fail only when the file is written, after all the work.
+_NOT_UTF8 = "{}: file or folder name is not valid UTF-8 (the gallery stores names as UTF-8); rename it"
+
 
 @dataclass
 class BuildReport:
@@ -63,10 +67,12 @@ def build_gallery(
     )
     report = BuildReport()
     known = set(zip(gallery.sources, (gallery.identities[i] for i in gallery.identity_index), strict=True))
-    pending: list[tuple[np.ndarray, object, str, str]] = []  # (image, face, identity, source)
+    pending: list[tuple[np.ndarray, object, str, str]] = []  # (aligned crop, face, identity, source): no photos
     report.photos = len(entries)
     todo = [(path, name) for path, name in entries if (str(path), name) not in known]
     report.already_in = [str(path) for path, name in entries if (str(path), name) in known]
+    report.unreadable += [_NOT_UTF8.format(path) for path, name in todo if not _utf8(str(path), name)]
+    todo = [(path, name) for path, name in todo if _utf8(str(path), name)]
     for i, path, image in read_each([path for path, _ in todo], report.unreadable, "build-db", progress):
         faces = pipeline.detect(image)
         if not faces:
@@ -74,17 +80,27 @@ def build_gallery(
             continue
         if len(faces) > 1:
             report.several_faces.append(f"{path} ({len(faces)} faces)")
-        pending.append((image, pick_face(faces, pick), todo[i][1], str(path)))
+        face = pick_face(faces, pick)
+        pending.append((pipeline.crops([image], [face])[0], face, todo[i][1], str(path)))
         if len(pending) >= batch_images:
             gallery = _flush(gallery, pending, pipeline, report)
     return _flush(gallery, pending, pipeline, report), report
 
 
+def _utf8(*texts: str) -> bool:
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _flush(gallery: Gallery, pending: list, pipeline: FacePipeline, report: BuildReport) -> Gallery:
     if not pending:
         return gallery
-    images, faces, names, sources = zip(*pending, strict=True)
-    embeddings = pipeline.embed(images, faces)
+    crops, faces, names, sources = zip(*pending, strict=True)
+    embeddings = pipeline.embed_crops(np.stack(crops))
     report.added.update(names)
     pending.clear()
     return gallery.add(

@@ -96,9 +96,13 @@ def recognize_images(
     annotated = AnnotatedOutput(annotated_dir, paths) if annotated_dir is not None else None
     with output_stream(out) as sink:
         write = _csv_writer(sink) if fmt == "csv" else lambda record: sink.write(json.dumps(record) + "\n")
-        batch: list[tuple[Path, np.ndarray, list]] = []
+        # (path, (height, width), faces, their aligned crops, the photo only when it is drawn on): a batch holds
+        # crops, not photos, so memory does not grow with photo size x batch size
+        batch: list[tuple[Path, tuple[int, int], list, np.ndarray, np.ndarray | None]] = []
         for _, path, image in read_each(paths, report.unreadable, "recognize", progress):
-            batch.append((path, image, pipeline.detect(image)))
+            faces = pipeline.detect(image)
+            crops = pipeline.crops([image] * len(faces), faces)
+            batch.append((path, image.shape[:2], faces, crops, image if annotated is not None else None))
             if len(batch) >= batch_images:
                 _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report)
         _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report)
@@ -106,10 +110,10 @@ def recognize_images(
 
 
 def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report) -> None:  # noqa: ANN001
-    images = [image for _, image, faces in batch for _ in faces]
-    faces = [face for _, _, faces in batch for face in faces]
-    matches = iter(matcher.match(pipeline.embed(images, faces), top_k))
-    for path, image, image_faces in batch:
+    if not batch:
+        return
+    matches = iter(matcher.match(pipeline.embed_crops(np.concatenate([crops for _, _, _, crops, _ in batch])), top_k))
+    for path, (height, width), image_faces, _, image in batch:
         records = []
         for face in image_faces:
             candidates = next(matches)
@@ -127,7 +131,7 @@ def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotate
                 report.unknown += 1
             else:
                 report.found[identity] += 1
-        write({"image": str(path), "width": image.shape[1], "height": image.shape[0], "faces": records})
+        write({"image": str(path), "width": width, "height": height, "faces": records})
         report.images += 1
         report.faces += len(records)
         report.no_face += not records

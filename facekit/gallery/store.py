@@ -219,36 +219,44 @@ class Gallery:
             f = h5py.File(path, "r")
         except OSError:
             raise DataFormatError(f"{path}: not an HDF5 file (expected a gallery made by facekit build-db)") from None
-        with f:
-            attrs = dict(f.attrs)
-            if attrs.get("format") != "facekit-gallery":
-                raise DataFormatError(f"{path}: an HDF5 file, but not a facekit gallery (no format attribute)")
-            if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-                raise DataFormatError(
-                    f"{path}: gallery schema version {attrs.get('schema_version')}; this facekit reads "
-                    f"{SCHEMA_VERSION} (facekit {__version__})"
-                )
-            missing = [name for name in [*ENTRY_DATASETS, "identities"] if name not in f]
-            if missing:
-                raise DataFormatError(f"{path}: gallery lacks dataset(s) {', '.join(missing)}")
-            values = {name: f[name][()] for name in ENTRY_DATASETS}
-            identities = [s.decode("utf-8") for s in f["identities"][()]]
-        gallery = cls(
-            embeddings=np.asarray(values["embeddings"], np.float32),
-            identity_index=np.asarray(values["identity_index"], np.int32),
-            identities=identities,
-            sources=[s.decode("utf-8") for s in values["sources"]],
-            boxes=values["boxes"],
-            landmarks=values["landmarks"],
-            det_scores=values["det_scores"],
-            recognizer=ModelStamp(str(attrs["recognizer"]), str(attrs["recognizer_fingerprint"])),
-            detector=ModelStamp(str(attrs["detector"]), str(attrs["detector_fingerprint"])),
-            crop_size=int(attrs["crop_size"]),
-            flip=bool(attrs["flip"]),
-            created=str(attrs["created"]),
-            content_id=str(attrs["content_id"]),
-        )
-        _validate(gallery, path, int(attrs["embedding_dim"]))
+        try:
+            with f:
+                attrs = dict(f.attrs)
+                if attrs.get("format") != "facekit-gallery":
+                    raise DataFormatError(f"{path}: an HDF5 file, but not a facekit gallery (no format attribute)")
+                if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+                    raise DataFormatError(
+                        f"{path}: gallery schema version {attrs.get('schema_version')}; this facekit reads "
+                        f"{SCHEMA_VERSION} (facekit {__version__})"
+                    )
+                missing = [name for name in [*ENTRY_DATASETS, "identities"] if name not in f]
+                if missing:
+                    raise DataFormatError(f"{path}: gallery lacks dataset(s) {', '.join(missing)}")
+                values = {name: f[name][()] for name in ENTRY_DATASETS}
+                identities = [s.decode("utf-8") for s in f["identities"][()]]
+            gallery = cls(
+                embeddings=np.asarray(values["embeddings"], np.float32),
+                identity_index=np.asarray(values["identity_index"], np.int32),
+                identities=identities,
+                sources=[s.decode("utf-8") for s in values["sources"]],
+                boxes=values["boxes"],
+                landmarks=values["landmarks"],
+                det_scores=values["det_scores"],
+                recognizer=ModelStamp(str(attrs["recognizer"]), str(attrs["recognizer_fingerprint"])),
+                detector=ModelStamp(str(attrs["detector"]), str(attrs["detector_fingerprint"])),
+                crop_size=int(attrs["crop_size"]),
+                flip=bool(attrs["flip"]),
+                created=str(attrs["created"]),
+                content_id=str(attrs["content_id"]),
+            )
+            dim = int(attrs["embedding_dim"])
+        except KeyError as exc:
+            raise DataFormatError(f"{path}: gallery lacks attribute {exc.args[0]}; rebuild it with build-db") from None
+        except (OSError, RuntimeError, ValueError) as exc:  # how HDF5 reports damaged bytes inside the file
+            raise DataFormatError(
+                f"{path}: damaged gallery file ({str(exc).splitlines()[0][:120]}); rebuild it with build-db"
+            ) from None
+        _validate(gallery, path, dim)
         return gallery
 
 

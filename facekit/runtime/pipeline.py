@@ -37,7 +37,11 @@ class FacePipeline:
 
     def embed(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
         """L2-normalised embeddings of faces[i] in images[i], in one batched run: float32 [M, D]."""
-        crops = self.crops(images, faces)
+        return self.embed_crops(self.crops(images, faces))
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """L2-normalised embeddings of aligned crops uint8 [M, S, S, 3] (from crops()), in one batched run:
+        float32 [M, D]. Batch jobs keep the crops, not the photos, until a batch is full."""
         if not len(crops):
             return np.zeros((0, self.recognizer.embedding_size), np.float32)
         return self.recognizer.embed(crops, flip=self.flip)
