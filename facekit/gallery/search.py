@@ -46,6 +46,8 @@ def exact_search(
     n, dim = _shape(gallery, "gallery")
     queries = _check_queries(queries, dim, k)
     q, k = len(queries), min(k, n)
+    if n >= 1 << 32:
+        raise ValueError(f"exact search takes fewer than 2^32 gallery rows, got {n}")
     if q == 0 or k == 0:
         return np.empty((q, k), np.float32), np.empty((q, k), np.int64)
     if block_rows is None:
@@ -78,8 +80,8 @@ def _check_queries(queries: np.ndarray, dim: int, k: int) -> np.ndarray:
         raise ValueError(f"queries must be [Q, {dim}] like the gallery, got shape {queries.shape}")
     if not np.isfinite(queries).all():
         raise ValueError("queries hold NaN or infinite values")
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    if k < 0:
+        raise ValueError(f"k must not be negative, got {k}")
     return queries
 
 
@@ -145,10 +147,10 @@ def _best(scores: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Te
 class FaissIndex:
     """A faiss inner-product index over a gallery's embeddings: "flat" (IndexFlatIP, exact) or "ivf" (IndexIVFFlat).
 
-    IVF defaults: nlist = 4 sqrt(N), at most N / 39 (faiss's minimum of training points per list) and 65536, trained
-    on up to TRAIN_POINTS_PER_LIST x nlist embeddings; nprobe = nlist / 16, so that a query scans about 1/16 of the
-    gallery: top-1 recall 0.96-1.0 on synthetic galleries of clustered identities (50k-100k embeddings). IVF search
-    may find fewer than k' results: the missing ones have index -1 and score -inf.
+    IVF defaults: nlist = 4 sqrt(N), at most N / 39 (below that faiss warns of too few training points) and 65536,
+    trained on up to TRAIN_POINTS_PER_LIST x nlist embeddings; nprobe = nlist / 8, so that a query scans about 1/8 of
+    the gallery: top-1 recall 0.98-1.0 against exact search on synthetic galleries of clustered identities (4k x 64
+    to 100k x 512). IVF search may find fewer than k' results: the missing ones have index -1 and score -inf.
     """
 
     def __init__(self, index: faiss.Index) -> None:
@@ -165,12 +167,7 @@ class FaissIndex:
         import faiss
 
         n, dim = _shape(embeddings, "embeddings")
-        if kind not in INDEXES[1:]:
-            raise ValueError(f"unknown faiss index {kind!r}; choose from {', '.join(INDEXES[1:])}")
-        if kind == "flat" and (nlist is not None or nprobe is not None):
-            raise ValueError("nlist and nprobe apply to 'ivf' indexes only")
-        if any(value is not None and value < 1 for value in (nlist, nprobe)):
-            raise ValueError(f"nlist and nprobe must be at least 1, got {nlist} and {nprobe}")
+        _check_build(kind, nlist, nprobe)
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
@@ -179,7 +176,7 @@ class FaissIndex:
             index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
             index.cp.min_points_per_centroid = 1  # nlist <= N suffices; faiss warns below 39 points per list
             index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
-            index.nprobe = nprobe or max(1, nlist // 16)
+            index.nprobe = nprobe or max(1, nlist // 8)
             if n:
                 index.train(embeddings)
         if n:
@@ -231,6 +228,15 @@ class FaissIndex:
         return cls(index)
 
 
+def _check_build(kind: str, nlist: int | None, nprobe: int | None) -> None:
+    if kind not in INDEXES[1:]:
+        raise ValueError(f"unknown faiss index {kind!r}; choose from {', '.join(INDEXES[1:])}")
+    if kind == "flat" and (nlist is not None or nprobe is not None):
+        raise ValueError("nlist and nprobe apply to 'ivf' indexes only")
+    if any(value is not None and value < 1 for value in (nlist, nprobe)):
+        raise ValueError(f"nlist and nprobe must be at least 1, got {nlist} and {nprobe}")
+
+
 def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, key: str, **kw) -> FaissIndex:
     """Load the index cached beside the gallery for content `key` (a string that changes whenever the gallery's
     embeddings change, e.g. a uuid stored in the gallery), or build and save it. Cache file name:
@@ -241,6 +247,7 @@ def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, k
     """
     if not KEY.fullmatch(key):
         raise ValueError(f"cache key {key!r} must be made of letters, digits, '-' and '_'")
+    _check_build(kind, kw.get("nlist"), kw.get("nprobe"))
     prefix = Path(prefix)
     path = prefix.with_name(f"{prefix.name}.{kind}.{key}.faiss")
     index = _load_cached(path, embeddings, kind, kw.get("nlist"))
@@ -250,7 +257,7 @@ def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, k
             index.save(path)
         except OSError as exc:
             log.warning("%s: cannot write the index cache (%s)", path, exc)
-    elif kw.get("nprobe"):
+    elif kw.get("nprobe") is not None:
         index.index.nprobe = kw["nprobe"]
     stale = re.compile(re.escape(prefix.name) + rf"\.{kind}\.[A-Za-z0-9_-]+\.faiss")
     for other in prefix.parent.iterdir():

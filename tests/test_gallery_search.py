@@ -1,0 +1,268 @@
+"""Gallery search: exact blocked search against brute force, faiss flat and IVF indexes, the index cache."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from facekit.errors import DataFormatError, MissingDataError
+from facekit.gallery import search as search_module
+from facekit.gallery.search import FaissIndex, cached_index, exact_search, search
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def brute(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: all scores in float64, a stable argsort (ties to the lower index)."""
+    scores = queries.astype(np.float64) @ gallery.T.astype(np.float64)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, 1), order
+
+
+def clustered(ids: int, per_id: int, queries: int, seed: int = 0, dim: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A gallery of `ids` identities x `per_id` noisy embeddings, and queries: fresh noisy views of random ids."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.standard_normal((ids, dim)))
+    noise = 0.8 / np.sqrt(dim)
+    gallery = unit(np.repeat(centres, per_id, 0) + noise * rng.standard_normal((ids * per_id, dim)))
+    return gallery, unit(centres[rng.integers(0, ids, queries)] + noise * rng.standard_normal((queries, dim)))
+
+
+@pytest.mark.parametrize(
+    ("n", "q", "k", "block_rows"),
+    [(1000, 7, 5, None), (1000, 7, 5, 128), (3000, 3, 4, 1024), (5000, 1, 10, 4096), (300, 5, 40, 16), (50, 4, 80, 8)],
+)
+def test_exact_matches_brute_force(n: int, q: int, k: int, block_rows: int | None):
+    rng = np.random.default_rng(n + k)
+    gallery, queries = unit(rng.standard_normal((n, 32))), unit(rng.standard_normal((q, 32)))
+    scores, indices = exact_search(gallery, queries, k, block_rows=block_rows)
+    expected_scores, expected = brute(gallery, queries, k)
+    assert scores.dtype == np.float32 and indices.dtype == np.int64
+    assert scores.shape == indices.shape == (q, min(k, n))
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+
+
+@pytest.mark.parametrize(("n", "block_rows"), [(20000, None), (20000, 4096), (300, 1), (3000, 7), (3000, 100)])
+def test_exact_ties_go_to_the_lower_index(n: int, block_rows: int | None):
+    # Small integers: every score is exact in float32, most are tied (including 0.0 against -0.0)
+    rng = np.random.default_rng(1)
+    gallery = rng.integers(-2, 3, (n, 3)).astype(np.float32)
+    queries = rng.integers(-2, 3, (12, 3)).astype(np.float32)
+    for k in (1, 5, 30):
+        scores, indices = exact_search(gallery, queries, k, block_rows=block_rows)
+        expected_scores, expected = brute(gallery, queries, k)
+        np.testing.assert_array_equal(indices, expected)
+        np.testing.assert_array_equal(scores, expected_scores)
+
+
+def test_exact_fast_path_with_a_tie_at_the_boundary():
+    # Three copies of query 0 tie for places 1-3 in one block (integers: exact scores); k = 2 takes the lower two
+    rng = np.random.default_rng(2)
+    gallery = rng.integers(-100, 101, (16384, 16)).astype(np.float32)
+    queries = rng.integers(-100, 101, (4, 16)).astype(np.float32)
+    gallery[[9000, 3000, 12000]] = queries[0]
+    _, indices = exact_search(gallery, queries, 2, block_rows=16384)
+    assert indices[0].tolist() == [3000, 9000]
+    np.testing.assert_array_equal(indices, brute(gallery, queries, 2)[1])
+
+
+def test_exact_edge_cases():
+    rng = np.random.default_rng(3)
+    gallery = unit(rng.standard_normal((10, 8)))
+    scores, indices = exact_search(gallery, gallery[:1], 50)  # k > N, Q = 1
+    assert indices.shape == (1, 10) and indices[0, 0] == 0
+    np.testing.assert_array_equal(np.sort(indices[0]), np.arange(10))
+    assert np.all(np.diff(scores[0]) <= 0)
+    empty_queries = np.empty((0, 8), np.float32)
+    for g, q, k, shape in (
+        (gallery, empty_queries, 5, (0, 5)),
+        (gallery[:0], gallery, 5, (10, 0)),
+        (gallery, gallery, 0, (10, 0)),
+    ):
+        scores, indices = exact_search(g, q, k)
+        assert scores.shape == indices.shape == shape
+        assert scores.dtype == np.float32 and indices.dtype == np.int64
+
+
+def test_exact_rejects_bad_input():
+    gallery = unit(np.random.default_rng(4).standard_normal((10, 8)))
+    with pytest.raises(ValueError, match=r"queries must be \[Q, 8\] like the gallery, got shape \(2, 7\)"):
+        exact_search(gallery, np.zeros((2, 7), np.float32), 1)
+    with pytest.raises(ValueError, match="2-D"):
+        exact_search(gallery[0], gallery, 1)
+    with pytest.raises(ValueError, match="k must not be negative"):
+        exact_search(gallery, gallery, -1)
+    with pytest.raises(ValueError, match="queries hold NaN"):
+        exact_search(gallery, np.full((1, 8), np.nan, np.float32), 1)
+    bad = gallery.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="gallery holds NaN"):
+        exact_search(bad, gallery, 1)
+
+
+def test_exact_reads_a_read_only_float64_gallery():
+    rng = np.random.default_rng(5)
+    gallery = unit(rng.standard_normal((500, 16))).astype(np.float64)
+    gallery.flags.writeable = False
+    _, indices = exact_search(gallery, gallery[:3], 1, block_rows=64)
+    assert indices[:, 0].tolist() == [0, 1, 2]
+
+
+def test_flat_agrees_with_exact():
+    rng = np.random.default_rng(6)
+    gallery, queries = unit(rng.standard_normal((3000, 64))), unit(rng.standard_normal((40, 64)))
+    index = FaissIndex.build(gallery)
+    assert index.kind == "flat" and len(index) == 3000
+    scores, indices = index.search(queries, 10)
+    expected_scores, expected = exact_search(gallery, queries, 10)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    assert index.search(queries, 5000)[1].shape == (40, 3000)  # k > N: trimmed, no -1
+    assert FaissIndex.build(gallery[:0]).search(queries, 3)[1].shape == (40, 0)
+
+
+def test_ivf_top1_agrees_with_exact_on_clustered_data():
+    gallery, queries = clustered(ids=400, per_id=10, queries=200)
+    index = FaissIndex.build(gallery, "ivf")
+    assert index.kind == "ivf" and index.index.nlist == 4000 // 39  # 4 sqrt(N) = 253 is too many for 4000 points
+    _, indices = index.search(queries, 5)
+    _, expected = exact_search(gallery, queries, 1)
+    assert np.mean(indices[:, 0] == expected[:, 0]) >= 0.95
+
+
+def test_ivf_small_galleries_and_missing_results(capfd: pytest.CaptureFixture):
+    gallery, queries = clustered(ids=4, per_id=5, queries=3)
+    index = FaissIndex.build(gallery, "ivf", nlist=8, nprobe=1)  # 20 points: faiss would warn below 39 per list
+    assert index.index.nlist == 8
+    scores, indices = index.search(queries, 20)
+    assert indices.shape == (3, 20)
+    assert np.all((indices >= 0) == np.isfinite(scores)) and (indices < 0).any()
+    assert FaissIndex.build(gallery[:0], "ivf").search(queries, 3)[1].shape == (3, 0)
+    assert capfd.readouterr().err == ""
+
+
+def test_build_rejects_bad_arguments(tmp_path):
+    gallery = unit(np.random.default_rng(7).standard_normal((100, 8)))
+    with pytest.raises(ValueError, match="unknown faiss index 'hnsw'; choose from flat, ivf"):
+        FaissIndex.build(gallery, "hnsw")
+    with pytest.raises(ValueError, match="'ivf' indexes only"):
+        FaissIndex.build(gallery, "flat", nlist=4)
+    with pytest.raises(ValueError, match="at least 1"):
+        FaissIndex.build(gallery, "ivf", nprobe=0)
+    FaissIndex.build(gallery).save(tmp_path / "people.h5.flat.k1.faiss")
+    with pytest.raises(ValueError, match="'ivf' indexes only"):  # also when the cache holds the index
+        cached_index(gallery, "flat", tmp_path / "people.h5", "k1", nprobe=2)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_save_load_roundtrip(tmp_path, kind: str):
+    gallery, queries = clustered(ids=50, per_id=10, queries=20)
+    index = FaissIndex.build(gallery, kind)
+    index.save(tmp_path / "people.faiss")
+    assert [p.name for p in tmp_path.iterdir()] == ["people.faiss"]  # no temporary file left
+    loaded = FaissIndex.load(tmp_path / "people.faiss")
+    assert loaded.kind == kind and len(loaded) == len(gallery)
+    for got, expected in zip(loaded.search(queries, 5), index.search(queries, 5)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(MissingDataError, match=r"nothing\.faiss: no such file"):
+        FaissIndex.load(tmp_path / "nothing.faiss")
+    (tmp_path / "bad.faiss").write_bytes(b"not a faiss index")
+    with pytest.raises(
+        DataFormatError, match=r"bad\.faiss: not a readable faiss index \(Index type .* not recognized\)"
+    ):
+        FaissIndex.load(tmp_path / "bad.faiss")
+    import faiss
+
+    faiss.write_index(faiss.IndexFlatL2(4), str(tmp_path / "l2.faiss"))
+    with pytest.raises(DataFormatError, match=r"l2\.faiss: a faiss IndexFlatL2, not an inner-product"):
+        FaissIndex.load(tmp_path / "l2.faiss")
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts FaissIndex.build calls (the kinds built)."""
+    calls: list[str] = []
+    build = FaissIndex.build.__func__
+
+    def counting(cls, embeddings, kind="flat", **kw):
+        calls.append(kind)
+        return build(cls, embeddings, kind, **kw)
+
+    monkeypatch.setattr(FaissIndex, "build", classmethod(counting))
+    return calls
+
+
+def test_cached_index_builds_once_then_loads(tmp_path, builds: list[str]):
+    gallery, queries = clustered(ids=50, per_id=10, queries=10)
+    prefix = tmp_path / "people.h5"
+    first = cached_index(gallery, "flat", prefix, "k1")
+    second = cached_index(gallery, "flat", prefix, "k1")
+    assert builds == ["flat"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.h5.flat.k1.faiss"]
+    np.testing.assert_array_equal(second.search(queries, 3)[1], first.search(queries, 3)[1])
+
+
+def test_cached_index_new_key_replaces_only_its_own_kind(tmp_path, builds: list[str]):
+    gallery, _ = clustered(ids=50, per_id=10, queries=1)
+    prefix = tmp_path / "people.h5"
+    others = ["people.h5.ivf.k1.faiss", "people.h5.flat.k1.other", "friends.h5.flat.k1.faiss", "people.h5"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"")
+    cached_index(gallery, "flat", prefix, "k1")
+    cached_index(gallery, "flat", prefix, "k2")
+    assert builds == ["flat", "flat"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "people.h5.flat.k2.faiss"])
+
+
+def test_cached_index_rebuilds_a_bad_cache(tmp_path, builds: list[str], caplog: pytest.LogCaptureFixture):
+    gallery, queries = clustered(ids=50, per_id=10, queries=10)
+    path = tmp_path / "people.h5.ivf.k1.faiss"
+    path.write_bytes(b"\x00garbage")
+    with caplog.at_level(logging.WARNING, logger=search_module.__name__):
+        index = cached_index(gallery, "ivf", tmp_path / "people.h5", "k1", nprobe=4)
+    assert builds == ["ivf"] and "not a readable faiss index" in caplog.text and "rebuilding" in caplog.text
+    assert index.search(queries, 1)[1].shape == (10, 1)
+    assert FaissIndex.load(path).index.nprobe == 4  # the rebuilt index was saved
+    assert cached_index(gallery, "ivf", tmp_path / "people.h5", "k1", nprobe=2).index.nprobe == 2  # loaded, not built
+    assert builds == ["ivf"]
+    FaissIndex.build(gallery[:100], "ivf").save(path)  # readable, but for other embeddings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=search_module.__name__):
+        cached_index(gallery, "ivf", tmp_path / "people.h5", "k1")
+    assert builds == ["ivf", "ivf", "ivf"] and "holds 100 x 64 (ivf), the gallery 500 x 64 (ivf)" in caplog.text
+
+
+def test_cached_index_rejects_unsafe_keys(tmp_path):
+    with pytest.raises(ValueError, match="cache key '../x'"):
+        cached_index(np.zeros((1, 4), np.float32), "flat", tmp_path / "people.h5", "../x")
+
+
+def test_search_entry_point(tmp_path):
+    gallery, queries = clustered(ids=50, per_id=10, queries=10)
+    _, expected = exact_search(gallery, queries, 3)
+    for index in ("exact", "flat"):
+        np.testing.assert_array_equal(search(gallery, queries, 3, index)[1], expected)
+    cached = search(gallery, queries, 3, "flat", cache_prefix=tmp_path / "people.h5", key="abc")
+    np.testing.assert_array_equal(cached[1], expected)
+    assert (tmp_path / "people.h5.flat.abc.faiss").is_file()
+    assert search(gallery, queries, 1, "ivf")[1].shape == (10, 1)
+    with pytest.raises(ValueError, match="unknown index 'annoy'; choose from exact, flat, ivf"):
+        search(gallery, queries, 3, "annoy")
+    with pytest.raises(ValueError, match="go together"):
+        search(gallery, queries, 3, "flat", key="abc")
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, facekit.gallery.search; print('torch' in sys.modules, 'faiss' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False"] * 2
