@@ -293,10 +293,11 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
         plot_cmc(evaluation.results, out / "cmc.png")
         plot_identification_roc(evaluation.results, out / "roc.png")
     click.echo(text)
+    rate = lambda value: "n/a" if value is None else f"{value:.3f}"  # noqa: E731
     for name, r in evaluation.results.items():
         click.echo(
-            f"{name}: rank-1 {r.rank1}, rank-5 {r.rank5}, unknown rejection {r.rejection_rate} at threshold "
-            f"{r.threshold:.4f}",
+            f"{name}: rank-1 {rate(r.rank1)}, rank-5 {rate(r.rank5)} over {r.known_probes} known probes; "
+            f"{rate(r.rejection_rate)} of {r.unknown_probes} unknown probes rejected at threshold {r.threshold:.4f}",
             err=True,
         )
 
