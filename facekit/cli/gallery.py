@@ -138,7 +138,7 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     Unreadable photos are skipped and listed. Exit codes: 0 done, 1 bad gallery / model / no readable photo.
     """
     from facekit.errors import FacekitError
-    from facekit.gallery.recognize import DEFAULT_THRESHOLD, Matcher, recognize_images
+    from facekit.gallery.recognize import DEFAULT_THRESHOLD, Matcher, NoReadablePhotos, recognize_images
     from facekit.gallery.sources import query_list
     from facekit.gallery.store import Gallery, gallery_file
 
@@ -157,10 +157,14 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
             threshold, source = DEFAULT_THRESHOLD, "default for uncalibrated recognizers"
         click.echo(f"threshold {threshold:.4f} ({source})", err=True)
     matcher = Matcher(gallery, match=match, index=index, cache_prefix=db_file)
-    report = recognize_images(
-        paths, pipeline, matcher, threshold=threshold, top_k=top_k, out=out, fmt=fmt, annotated_dir=save_annotated,
-        batch_images=batch,
-    )  # fmt: skip
+    try:
+        report = recognize_images(
+            paths, pipeline, matcher, threshold=threshold, top_k=top_k, out=out, fmt=fmt,
+            annotated_dir=save_annotated, batch_images=batch,
+        )  # fmt: skip
+    except NoReadablePhotos as exc:
+        _listing("warning: unreadable photos, skipped", exc.unreadable)
+        raise FacekitError(f"{data_path}: {exc}") from None
     _listing("warning: unreadable photos, skipped", report.unreadable)
     found = ", ".join(f"{name} {n}" for name, n in report.found.most_common())
     click.echo(
@@ -170,8 +174,6 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
         + (f" -> {out}" if out else ""),
         err=True,
     )
-    if paths and not report.images:
-        raise FacekitError(f"{data_path}: none of the {len(paths)} photos could be read")
 
 
 @click.group("db")

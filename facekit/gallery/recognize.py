@@ -13,6 +13,7 @@ from typing import IO
 import numpy as np
 
 from facekit.data.images import read_each
+from facekit.errors import ImageDecodeError
 from facekit.fileio import output_stream
 from facekit.gallery.store import Gallery
 from facekit.runtime.pipeline import FacePipeline
@@ -23,6 +24,14 @@ FORMATS = ("jsonl", "csv")
 # threshold (insightface packs): insightface's own examples call ArcFace R50/R100 pairs above ~0.3 one person.
 DEFAULT_THRESHOLD = 0.3
 CSV_COLUMNS = ["image", "face", "x1", "y1", "x2", "y2", "score", "identity", "similarity"]
+
+
+class NoReadablePhotos(ImageDecodeError):
+    """Not one photo could be read (nothing was written); `unreadable` holds the reasons."""
+
+    def __init__(self, unreadable: list[str]) -> None:
+        super().__init__(f"none of the {len(unreadable)} photos could be read")
+        self.unreadable = unreadable
 
 
 class Matcher:
@@ -106,6 +115,8 @@ def recognize_images(
             if len(batch) >= batch_images:
                 _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report)
         _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report)
+        if paths and not report.images:  # raised inside the block: no empty --out file is left behind
+            raise NoReadablePhotos(report.unreadable)
     return report
 
 

@@ -336,6 +336,7 @@ def test_empty_folder(cli, shared_data, scrfd, random_recognizer, knn_gallery, t
     (broken / "x").mkdir(parents=True)
     (broken / "x/a.jpg").write_bytes(b"")
     (broken / "x/b.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    result = cli("recognize", broken, knn_gallery, scrfd, random_recognizer)
+    result = cli("recognize", broken, knn_gallery, scrfd, random_recognizer, "--out", out)
     clean_error(result, 1, f"{broken}: none of the 2 photos could be read")
     assert "warning: unreadable photos, skipped (2):" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))  # no empty result file left behind
