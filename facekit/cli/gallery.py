@@ -93,6 +93,10 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
         raise FacekitError(f"{data_path}: no face found in {result.photos} photos; no gallery written")
     gallery.save(out)
     people = len(result.added)
+    added = sorted(result.added.items())
+    if added:
+        shown = ", ".join(f"{name} {n}" for name, n in added[:20]) + (f", ... ({people} people)" if people > 20 else "")
+        click.echo(f"faces added per person: {shown}", err=True)
     click.echo(
         f"{out}: {len(gallery)} faces of {len(gallery.identities)} people (added {sum(result.added.values())} faces "
         f"of {people} people from {result.photos} photos; skipped {result.skipped})",
