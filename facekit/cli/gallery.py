@@ -317,7 +317,11 @@ def _eigenfaces(path: Path):  # noqa: ANN202 - (embed function, threshold)
     from facekit.recognition.train import open_training_source
 
     source, _ = open_training_source(path)
-    items = [source[i] for i in range(len(source))]
+    try:
+        items = [source[i] for i in range(len(source))]
+    finally:
+        if hasattr(source, "close"):  # a RecordIO set; identity folders hold no open file
+            source.close()
     crops = np.stack([decode_image(data, f"{path} item {i}") for i, (_, data) in enumerate(items)])
     labels = np.array([label for label, _ in items])
     model = Eigenfaces.fit(crops)
