@@ -440,7 +440,7 @@ def main() -> None:
     import insightface
     import onnxruntime as ort
 
-    from facekit.gallery.recognize import DEFAULT_THRESHOLD, Matcher
+    from facekit.gallery.recognize import Matcher, default_threshold
 
     load_before = os.getloadavg()[0]
     options = session_options(args.threads, not args.no_spinning)
@@ -454,7 +454,7 @@ def main() -> None:
         pipeline = load_facekit(args.detector, recognizer, options)
         app = load_insightface(args.detector, recognizer, tmp / "insightface", options, tuple(args.det_size))
         gallery = build_gallery(pipeline, args.gallery)
-        threshold = pipeline.recognizer.threshold if pipeline.recognizer.threshold is not None else DEFAULT_THRESHOLD
+        threshold, _ = default_threshold(pipeline.recognizer)
         matcher = Matcher(gallery, match="image")
         out = tmp / "recognize.jsonl"
         passes = {

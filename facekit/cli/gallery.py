@@ -142,7 +142,7 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     Unreadable photos are skipped and listed. Exit codes: 0 done, 1 bad gallery / model / no readable photo.
     """
     from facekit.errors import FacekitError
-    from facekit.gallery.recognize import DEFAULT_THRESHOLD, Matcher, NoReadablePhotos, recognize_images
+    from facekit.gallery.recognize import Matcher, NoReadablePhotos, default_threshold, recognize_images
     from facekit.gallery.sources import query_list
     from facekit.gallery.store import Gallery, gallery_file
 
@@ -155,10 +155,7 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     gallery.check_recognizer(pipeline.recognizer, db_file)
     pipeline.flip = gallery.flip if flip is None else flip
     if threshold is None:
-        threshold = pipeline.recognizer.threshold
-        source = "calibrated by train-recognize"
-        if threshold is None:
-            threshold, source = DEFAULT_THRESHOLD, "default for uncalibrated recognizers"
+        threshold, source = default_threshold(pipeline.recognizer)
         click.echo(f"threshold {threshold:.4f} ({source})", err=True)
     matcher = Matcher(gallery, match=match, index=index, cache_prefix=db_file)
     try:
@@ -279,11 +276,11 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
     from facekit.fileio import atomic_write
     from facekit.gallery.evaluate import plot_cmc, plot_identification_roc
     from facekit.gallery.protocol import evaluate_gallery
-    from facekit.gallery.recognize import DEFAULT_THRESHOLD
+    from facekit.gallery.recognize import default_threshold
 
     pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
     if threshold is None:
-        threshold = pipeline.recognizer.threshold if pipeline.recognizer.threshold is not None else DEFAULT_THRESHOLD
+        threshold, _ = default_threshold(pipeline.recognizer)
     baselines, thresholds = {}, {}
     if baseline_fit is not None:
         baselines["eigenfaces"], thresholds["eigenfaces"] = _eigenfaces(baseline_fit)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from facekit.data.images import read_each
 from facekit.gallery.store import Gallery, ModelStamp
+from facekit.runtime.detector import Face
 from facekit.runtime.pipeline import FacePipeline, pick_face
 
 # The gallery stores identities and sources as UTF-8; a name that is not (Python keeps its bytes as surrogates)
@@ -65,15 +66,35 @@ def build_gallery(
         crop_size=pipeline.recognizer.input_size,
         flip=pipeline.flip,
     )
-    report = BuildReport()
+    report = BuildReport(photos=len(entries))
     known = set(zip(gallery.sources, (gallery.identities[i] for i in gallery.identity_index), strict=True))
     pending: list[tuple[np.ndarray, object, str, str]] = []  # (aligned crop, face, identity, source): no photos
-    report.photos = len(entries)
-    todo = [(path, name) for path, name in entries if (str(path), name) not in known]
-    report.already_in = [str(path) for path, name in entries if (str(path), name) in known]
-    report.unreadable += [_NOT_UTF8.format(path) for path, name in todo if not _utf8(str(path), name)]
-    todo = [(path, name) for path, name in todo if _utf8(str(path), name)]
-    for i, path, image in read_each([path for path, _ in todo], report.unreadable, "build-db", progress):
+    todo = []
+    for path, name in entries:
+        if (str(path), name) in known:
+            report.already_in.append(str(path))
+        elif not _utf8(str(path), name):
+            report.unreadable.append(_NOT_UTF8.format(path))
+        else:
+            todo.append((path, name))
+    for i, path, face, crop in one_face_each([path for path, _ in todo], pipeline, report, pick, "build-db", progress):
+        pending.append((crop, face, todo[i][1], str(path)))
+        if len(pending) >= batch_images:
+            gallery = _flush(gallery, pending, pipeline, report)
+    return _flush(gallery, pending, pipeline, report), report
+
+
+def one_face_each(
+    paths: Sequence[Path],
+    pipeline: FacePipeline,
+    report: BuildReport,
+    pick: str,
+    desc: str,
+    progress: bool | None = None,
+) -> Iterator[tuple[int, Path, Face, np.ndarray]]:
+    """(position, path, picked face, its aligned crop uint8 [S, S, 3]) of each photo of one person; unreadable
+    photos, photos without a face and photos with several go into `report`."""
+    for i, path, image in read_each(paths, report.unreadable, desc, progress):
         faces = pipeline.detect(image)
         if not faces:
             report.no_face.append(str(path))
@@ -81,10 +102,7 @@ def build_gallery(
         if len(faces) > 1:
             report.several_faces.append(f"{path} ({len(faces)} faces)")
         face = pick_face(faces, pick)
-        pending.append((pipeline.crops([image], [face])[0], face, todo[i][1], str(path)))
-        if len(pending) >= batch_images:
-            gallery = _flush(gallery, pending, pipeline, report)
-    return _flush(gallery, pending, pipeline, report), report
+        yield i, path, face, pipeline.crops([image], [face])[0]
 
 
 def _utf8(*texts: str) -> bool:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facekit.data.images import read_each
 from facekit.errors import LayoutError
+from facekit.gallery.build import BuildReport, one_face_each
 from facekit.gallery.evaluate import IdentificationResult, identification_metrics
-from facekit.runtime.pipeline import FacePipeline, pick_face
+from facekit.gallery.store import mean_templates
+from facekit.runtime.pipeline import FacePipeline
 
 
 @dataclass
@@ -48,17 +49,15 @@ class GalleryEvaluation:
 def collect_crops(
     entries: Sequence[tuple[Path, str]], pipeline: FacePipeline, pick: str = "largest", desc: str = "faces"
 ) -> FaceCrops:
-    """Detect and align one face per (photo, name); unreadable photos and photos without a face are skipped."""
-    crops, names, skipped = [], [], []
-    for i, path, image in read_each([path for path, _ in entries], skipped, desc):
-        faces = pipeline.detect(image)
-        if not faces:
-            skipped.append(f"{path}: no face found")
-            continue
-        crops.append(pipeline.crops([image], [pick_face(faces, pick)])[0])
-        names.append(entries[i][1])
+    """Detect and align one face per (photo, name) as build-db does; unreadable photos and photos without a face are
+    skipped."""
+    report = BuildReport()
+    picked = list(one_face_each([path for path, _ in entries], pipeline, report, pick, desc))
+    skipped = report.unreadable + [f"{path}: no face found" for path in report.no_face]
+    names = [entries[i][1] for i, *_ in picked]
     size = pipeline.recognizer.input_size
-    return FaceCrops(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8), names, skipped)
+    crops = np.stack([crop for *_, crop in picked]) if picked else np.zeros((0, size, size, 3), np.uint8)
+    return FaceCrops(crops, names, skipped)
 
 
 def identity_scores(
@@ -67,10 +66,7 @@ def identity_scores(
     """Similarity of each probe [P, D] to each of `identities` people given gallery embeddings [N, D] with
     labels [N]: the best of the person's photos (match "image") or their mean template: [P, K]."""
     if match == "template":
-        templates = np.zeros((identities, gallery.shape[1]), np.float64)
-        np.add.at(templates, labels, gallery)
-        templates /= np.maximum(np.linalg.norm(templates, axis=1, keepdims=True), 1e-12)
-        return probes @ templates.T.astype(np.float32)
+        return probes @ mean_templates(gallery, labels, identities).T
     scores = np.full((len(probes), identities), -np.inf, np.float32)
     np.maximum.at(scores.T, labels, (probes @ gallery.T).T)
     return scores

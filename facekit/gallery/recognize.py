@@ -26,6 +26,14 @@ DEFAULT_THRESHOLD = 0.3
 CSV_COLUMNS = ["image", "face", "x1", "y1", "x2", "y2", "score", "identity", "similarity"]
 
 
+def default_threshold(recognizer: object) -> tuple[float, str]:
+    """The threshold to use when none is given, and where it comes from: the recognizer's calibrated one (set by
+    train-recognize), else DEFAULT_THRESHOLD."""
+    if recognizer.threshold is not None:
+        return recognizer.threshold, "calibrated by train-recognize"
+    return DEFAULT_THRESHOLD, "default for uncalibrated recognizers"
+
+
 class NoReadablePhotos(ImageDecodeError):
     """Not one photo could be read (nothing was written); `unreadable` holds the reasons."""
 

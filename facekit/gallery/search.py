@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facekit.errors import DataFormatError, MissingDataError
-from facekit.fileio import commit, discard, temp_beside
+from facekit.fileio import atomic_write
 
 if TYPE_CHECKING:
     import faiss
@@ -200,13 +200,8 @@ class FaissIndex:
         """Write the index to `path` atomically (a temporary file beside it, then a rename)."""
         import faiss
 
-        f = temp_beside(path, "wb")
-        try:
+        with atomic_write(path, "wb") as f:
             faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
-        except BaseException:
-            discard(f)
-            raise
-        commit(f, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FaissIndex:

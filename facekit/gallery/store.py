@@ -89,9 +89,7 @@ class Gallery:
 
     def templates(self) -> np.ndarray:
         """Per-identity mean embedding, L2-normalised: float32 [K, D]."""
-        sums = np.zeros((len(self.identities), self.dim), np.float64)
-        np.add.at(sums, self.identity_index, self.embeddings)
-        return _normalise(sums).astype(np.float32)
+        return mean_templates(self.embeddings, self.identity_index, len(self.identities))
 
     def counts(self) -> dict[str, int]:
         """Entries per identity, in identity order."""
@@ -277,6 +275,13 @@ def _validate(gallery: Gallery, path: Path, dim: int) -> None:
             raise DataFormatError(f"{path}: dataset {name} has shape {list(actual)}, expected {[n, *shape]}")
     if n and not 0 <= gallery.identity_index.min() <= gallery.identity_index.max() < len(gallery.identities):
         raise DataFormatError(f"{path}: identity_index points outside the {len(gallery.identities)} identities")
+
+
+def mean_templates(embeddings: np.ndarray, labels: np.ndarray, identities: int) -> np.ndarray:
+    """The L2-normalised mean of each identity's embeddings [N, D] (labels [N] in 0..identities-1): float32 [K, D]."""
+    sums = np.zeros((identities, embeddings.shape[1]), np.float64)
+    np.add.at(sums, labels, embeddings)
+    return _normalise(sums).astype(np.float32)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
