@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "inspect": "facekit.cli.data:inspect_cmd",
     "pack-rec": "facekit.cli.data:pack_rec_cmd",
     "make-example-data": "facekit.cli.data:make_example_data_cmd",
+    "align": "facekit.cli.prepare:align_cmd",
+    "make-bin": "facekit.cli.prepare:make_bin_cmd",
     "detect": "facekit.cli.detect:detect_cmd",
     "import-model": "facekit.cli.detect:import_model_cmd",
     "train-detect": "facekit.cli.train_detect:train_detect_cmd",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from facekit.cli.prepare import CROP_SIZE, align_options, load_aligner, report_crops
+
 existing = click.Path(exists=True, path_type=Path)
 
 
@@ -52,17 +54,38 @@ def inspect_cmd(path: Path, json: bool) -> None:
 @click.command("pack-rec")
 @click.argument("image_folders", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--size", default=112, show_default=True, help="Expected (or, with --resize, target) square size.")
+@click.option(
+    "--size", default=CROP_SIZE, show_default=True, help="Expected (or, with --resize / --detect, made) square size."
+)
 @click.option("--resize", is_flag=True, help="Resize images that are not SIZE x SIZE instead of refusing them.")
 @click.option(
     "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of re-encodes."
 )
-def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool, quality: int) -> None:
+@align_options(detect_required=False)
+def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool, quality: int,
+                 detect_model: Path | None, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
+                 device: str) -> None:  # fmt: skip
     """Pack IMAGE_FOLDERS (one sub-folder per person) into OUTPUT_DIR/{cele.rec,cele.idx,cele.lst,property}.
 
     insightface's face2rec2 convention: images at keys 1..N, header record 0, one record per identity.
     JPEG and PNG files of the right size are stored byte for byte. Unreadable images are skipped and listed.
+    With --detect MODEL the folders hold raw photos: each gives its face aligned as `facekit align` does
+    (.lst paths person/<stem>.jpg); photos without a face are skipped and listed.
     """
+    if detect_model is not None:
+        if resize:
+            raise click.BadParameter("not with --detect (it makes SIZE x SIZE crops)", param_hint="'--resize'")
+        from facekit.runtime.prepare import align_in_memory, pack_crops
+
+        detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold)
+        crops = align_in_memory(image_folders, detector, settings, workers=workers, quality=quality)
+        report_crops(crops, pick)
+        prop = pack_crops(crops, output_dir)
+        click.echo(
+            f"packed {len(crops.items)} faces of {len(crops.identities)} identities from {crops.photos} photos into "
+            f"{output_dir} (property {prop.num_classes},{prop.height},{prop.width})"
+        )
+        return
     from facekit.data.pack import pack_identity_folders
 
     result = pack_identity_folders(image_folders, output_dir, size=size, resize=resize, quality=quality)

@@ -18,6 +18,24 @@ DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, c
 MAX_SIZE_HELP = "Scale larger photos down to this longest side for detection (0 = original size)."
 
 
+def _picks() -> list[str]:
+    from facekit.runtime.pipeline import PICKS
+
+    return list(PICKS)
+
+
+def pick_option() -> Callable:
+    """--pick: which face of a photo with several stands for its person (runtime.pipeline.PICKS)."""
+    return click.option(
+        "--pick",
+        type=RegistryChoice(_picks),
+        default="largest",
+        show_default=True,
+        help="The face kept from a photo with several: the largest box, the box nearest the photo's centre (loose "
+        "crops around one person) or the highest detection score.",
+    )
+
+
 def detector_options(max_size_help: str = MAX_SIZE_HELP) -> Callable:
     """--model, --backend, --device and --max-size: which detector runs where, on what input size."""
     model = click.option(
@@ -31,7 +49,7 @@ def detector_options(max_size_help: str = MAX_SIZE_HELP) -> Callable:
     max_size = click.option(
         "--max-size", default=1280, show_default=True, type=click.IntRange(min=0), help=max_size_help
     )
-    return _compose([model, BACKEND, DEVICE, max_size])
+    return compose([model, BACKEND, DEVICE, max_size])
 
 
 def pipeline_options(batch: bool = True) -> Callable:
@@ -54,10 +72,10 @@ def pipeline_options(batch: bool = True) -> Callable:
         options.append(
             click.option("--batch", default=16, show_default=True, type=click.IntRange(min=1), help="Photos per batch.")
         )
-    return _compose(options)
+    return compose(options)
 
 
-def _compose(options: list[Callable]) -> Callable:
+def compose(options: list[Callable]) -> Callable:
     def decorate(func: Callable) -> Callable:
         for option in reversed(options):
             func = option(func)

@@ -8,10 +8,12 @@ array globals are replaced by inert stand-ins that keep the raw bytes, and every
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 from facekit.errors import DataFormatError, MissingDataError
 from facekit.fileio import atomic_write
@@ -26,6 +28,36 @@ class VerificationSet:
 
     def __len__(self) -> int:
         return len(self.issame)
+
+
+PAIRS_FORMAT = "facekit-pairs/1"  # the "format" of the sidecar `facekit make-bin` writes beside a .bin
+
+
+def sidecar_path(bin_path: str | os.PathLike) -> Path:
+    """The sidecar JSON that names the people of a .bin: `x.bin` -> `x.json`."""
+    return Path(bin_path).with_suffix(".json")
+
+
+def bin_people(bin_path: str | os.PathLike) -> list[str] | None:
+    """The people (sorted names) of a .bin, from its sidecar (data_layouts/verification_bin.md); None when there is
+    no sidecar. A sidecar that is not a facekit-pairs/1 mapping with a list of names raises DataFormatError."""
+    path = sidecar_path(bin_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: cannot read the .bin's sidecar ({exc})") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != PAIRS_FORMAT:
+        raise DataFormatError(f'{path}: expected a JSON object with "format": "{PAIRS_FORMAT}"')
+    people = meta.get("people")
+    if not isinstance(people, list) or not all(isinstance(name, str) for name in people):
+        raise DataFormatError(f'{path}: "people" must be a list of names (strings)')
+    return people
 
 
 class _DType:

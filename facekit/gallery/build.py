@@ -12,7 +12,7 @@ import numpy as np
 from facekit.data.images import read_each
 from facekit.gallery.store import Gallery, ModelStamp
 from facekit.runtime.detector import Face
-from facekit.runtime.pipeline import FacePipeline, pick_face
+from facekit.runtime.pipeline import FacePipeline, align_each
 
 # The gallery stores identities and sources as UTF-8; a name that is not (Python keeps its bytes as surrogates)
 # would fail only when the file is written, after all the work.
@@ -94,15 +94,15 @@ def one_face_each(
 ) -> Iterator[tuple[int, Path, Face, np.ndarray]]:
     """(position, path, picked face, its aligned crop uint8 [S, S, 3]) of each photo of one person; unreadable
     photos, photos without a face and photos with several go into `report`."""
-    for i, path, image in read_each(paths, report.unreadable, desc, progress):
-        faces = pipeline.detect(image)
-        if not faces:
-            report.no_face.append(str(path))
+    images = read_each(paths, report.unreadable, desc, progress)
+    size = pipeline.recognizer.input_size
+    for photo in align_each(images, pipeline.detector, pipeline.settings, size=size, pick=pick):
+        if photo.face is None:
+            report.no_face.append(str(photo.path))
             continue
-        if len(faces) > 1:
-            report.several_faces.append(f"{path} ({len(faces)} faces)")
-        face = pick_face(faces, pick)
-        yield i, path, face, pipeline.crops([image], [face])[0]
+        if len(photo.faces) > 1:
+            report.several_faces.append(f"{photo.path} ({len(photo.faces)} faces)")
+        yield photo.index, photo.path, photo.face, photo.crop
 
 
 def _utf8(*texts: str) -> bool:

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from facekit.align import align_face
 from facekit.runtime.detector import DetectSettings, Face
 
-PICKS = ("largest", "score")  # which single face of a photo build-db keeps
+
+def _area(face: Face, shape: tuple[int, int]) -> float:
+    return float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+
+
+def _centred(face: Face, shape: tuple[int, int]) -> float:
+    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    return -float((cx - shape[1] / 2) ** 2 + (cy - shape[0] / 2) ** 2)
+
+
+# Which single face stands for a photo of one person: name -> key(face, photo (height, width)), the highest wins.
+PICKS: dict[str, Callable[[Face, tuple[int, int]], float]] = {
+    "largest": _area,  # the largest box
+    "center": _centred,  # the box whose centre is nearest the photo's: loose crops around one person
+    "score": lambda face, shape: face.score,  # the highest detection score
+}
 
 
 @dataclass
@@ -47,13 +64,79 @@ class FacePipeline:
         return self.recognizer.embed(crops, flip=self.flip)
 
 
-def pick_face(faces: Sequence[Face], pick: str = "largest") -> Face:
-    """The one face a photo of one person stands for: the largest box, or the highest detection score."""
+def pick_index(faces: Sequence[Face], pick: str, shape: tuple[int, int]) -> int:
+    """Index of the one face (of `faces`, not empty) a photo of (height, width) `shape` stands for (PICKS)."""
     if pick not in PICKS:
         raise ValueError(f"unknown pick {pick!r}; known: {', '.join(PICKS)}")
-    if pick == "score":
-        return max(faces, key=lambda f: f.score)
-    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    key = PICKS[pick]
+    return max(range(len(faces)), key=lambda i: key(faces[i], shape))
+
+
+def pick_face(faces: Sequence[Face], pick: str = "largest", shape: tuple[int, int] | None = None) -> Face:
+    """The face pick_index chooses; "center" needs the photo's (height, width) `shape`."""
+    if shape is None and pick == "center":
+        raise ValueError("pick 'center' needs the photo's shape")
+    return faces[pick_index(faces, pick, shape or (0, 0))]
+
+
+@dataclass
+class Photo:
+    """One photo after detect-pick-align: its faces with landmarks (strongest first), the picked one's index and its
+    aligned crop uint8 [S, S, 3] (None without a face). The decoded photo itself is not kept."""
+
+    index: int
+    path: Path
+    shape: tuple[int, int]  # (height, width)
+    faces: list[Face] = field(default_factory=list)
+    picked: int | None = None
+    crop: np.ndarray | None = None
+
+    @property
+    def face(self) -> Face | None:
+        return None if self.picked is None else self.faces[self.picked]
+
+
+def align_each(
+    images: Iterable[tuple[int, Path, np.ndarray]],
+    detector: object,
+    settings: DetectSettings,
+    *,
+    size: int,
+    pick: str = "largest",
+    workers: int = 1,
+) -> Iterator[Photo]:
+    """Detect, pick and align one face in each (position, path, BGR image) of `images` (as data.images.read_each
+    yields them), in input order. `workers` > 1 runs that many photos at once in threads (ONNX Runtime, PyTorch and
+    OpenCV release the GIL); at most 2 x workers decoded photos are held at once."""
+    if pick not in PICKS:
+        raise ValueError(f"unknown pick {pick!r}; known: {', '.join(PICKS)}")
+
+    def one(index: int, path: Path, image: np.ndarray) -> Photo:
+        photo = Photo(index, path, image.shape[:2])
+        photo.faces = [face for face in detector.detect(image, settings) if face.landmarks is not None]
+        if photo.faces:
+            photo.picked = pick_index(photo.faces, pick, photo.shape)
+            photo.crop = align_face(image, photo.faces[photo.picked].landmarks, size)
+        return photo
+
+    if workers <= 1:
+        for item in images:
+            yield one(*item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="align") as pool:
+        try:
+            for item in images:
+                pending.append(pool.submit(one, *item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def load_pipeline(

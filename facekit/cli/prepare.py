@@ -1,0 +1,174 @@
+"""Real-photo data preparation: align, make-bin (and the --detect options pack-rec shares). Library imports happen
+inside the commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from facekit.cli.options import BACKEND, DEVICE, MAX_SIZE_HELP, compose, pick_option
+
+CROP_SIZE = 112  # the ArcFace template's own size (facekit.align.ARCFACE_SIZE)
+FOLDERS = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def align_options(detect_required: bool) -> Callable:
+    """--detect MODEL and how photos become crops: --pick, --max-size, --det-threshold, --workers, --backend,
+    --device."""
+    return compose(
+        [
+            click.option(
+                "--detect",
+                "detect_model",
+                required=detect_required,
+                type=click.Path(exists=True, path_type=Path),
+                help="Detector that finds the face to align: a facekit detector directory (or model.pt) or a "
+                "SCRFD-layout .onnx (insightface's SCRFD-500M / det_10g).",
+            ),
+            pick_option(),
+            click.option(
+                "--max-size",
+                default=640,
+                show_default=True,
+                type=click.IntRange(min=0),
+                help=MAX_SIZE_HELP + " 640 as build-db.",
+            ),
+            click.option(
+                "--det-threshold",
+                default=0.5,
+                show_default=True,
+                type=click.FloatRange(0, 1),
+                help="Minimum face score.",
+            ),
+            click.option(
+                "--workers",
+                default=1,
+                show_default=True,
+                type=click.IntRange(min=1),
+                help="Photos detected at once (threads).",
+            ),
+            BACKEND,
+            DEVICE,
+        ]
+    )
+
+
+def load_aligner(detect_model: Path, backend: str, device: str, size: int, pick: str, max_size: int,
+                 det_threshold: float):  # noqa: ANN201  # fmt: skip
+    """(detector, AlignSettings) from the align options."""
+    from facekit.runtime.detector import load_face_detector
+    from facekit.runtime.prepare import AlignSettings
+
+    settings = AlignSettings(size=size, pick=pick, max_size=max_size or None, threshold=det_threshold)
+    return load_face_detector(detect_model, device, backend), settings
+
+
+def listing(title: str, items: list[str], limit: int | None = None, more: str = "") -> None:
+    """`title (N):` and one `  - item` line each on stderr, the first `limit` of them (all when None)."""
+    if items:
+        click.echo(f"{title} ({len(items)}):", err=True)
+        for item in items[:limit]:
+            click.echo(f"  - {item}", err=True)
+        if limit is not None and len(items) > limit:
+            click.echo(f"  ... and {len(items) - limit} more{more}", err=True)
+
+
+def report_crops(crops: object, pick: str) -> None:
+    """The photos that gave no crop, and those with several faces (the first 20)."""
+    listing("warning: unreadable photos, skipped", crops.unreadable)
+    listing("warning: photos without a face, skipped", crops.no_face)
+    listing(f"note: photos with several faces (kept the {pick} one)", crops.several_faces, 20)
+    listing("warning: person folders without any face", crops.empty, 20)
+
+
+@click.command("align")
+@click.argument("src", type=FOLDERS)
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", default=CROP_SIZE, show_default=True, type=click.IntRange(min=16), help="Crop side (pixels).")
+@click.option(
+    "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of the crops."
+)
+@click.option("--force", is_flag=True, help="Redo everything when OUT was aligned with other settings.")
+@align_options(detect_required=True)
+def align_cmd(src: Path, out: Path, size: int, quality: int, force: bool, detect_model: Path, pick: str,
+              max_size: int, det_threshold: float, workers: int, backend: str, device: str) -> None:  # fmt: skip
+    """Align one face of each raw photo in SRC (one folder per person) onto the recognizer's template.
+
+    OUT gets the same folders of SIZE x SIZE JPEG crops named <stem>.jpg and OUT/alignment.json, which records
+    every photo: source, crop, status (ok, no_face, unreadable), faces found, the one picked, its box, score and
+    landmarks. Re-running skips the photos already done; an interrupted run keeps its progress. Photos that are
+    unreadable, show no face or several are listed at the end.
+    """
+    from facekit.errors import FacekitError
+    from facekit.runtime.prepare import ALIGNMENT_FILE, align_folders
+
+    detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold)
+    report = align_folders(src, out, detector, settings, workers=workers, force=force, quality=quality)
+    listing("warning: unreadable photos", [r["error"] for r in report.having("unreadable")])
+    listing("warning: photos without a face", [r["source"] for r in report.having("no_face")])
+    several = [f"{r['source']} ({r['faces']} faces)" for r in report.several_faces]
+    listing(f"note: photos with several faces (kept the {pick} one)", several, 20, f" (see {ALIGNMENT_FILE})")
+    listing("warning: person folders without photos", report.empty, 20)
+    if report.removed:
+        click.echo(f"note: removed {len(report.removed)} crops of an earlier run that no photo gives now", err=True)
+    counts = report.summary()
+    if not counts["ok"]:
+        raise FacekitError(f"{src}: no face found in {counts['photos']} photos (see {out / ALIGNMENT_FILE})")
+    click.echo(
+        f"aligned {counts['ok']} of {counts['photos']} photos ({100 * counts['ok'] / counts['photos']:.1f} %) into "
+        f"{out} ({counts['photos'] - report.reused} this run, {report.reused} done before); {counts['no_face']} "
+        f"without a face, {counts['unreadable']} unreadable, {counts['several_faces']} with several faces"
+    )
+
+
+@click.command("make-bin")
+@click.argument("identity_folders", type=FOLDERS)
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--pairs",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(min=20),
+    help="Pairs to write (a multiple of 20): half same person, half different, in 10 balanced folds.",
+)
+@click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same pairs.")
+@click.option("--size", type=click.IntRange(min=16), help=f"Crop side with --detect [default: {CROP_SIZE}].")
+@align_options(detect_required=False)
+def make_bin_cmd(identity_folders: Path, out: Path, pairs: int, seed: int, size: int | None,
+                 detect_model: Path | None, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
+                 device: str) -> None:  # fmt: skip
+    """Write an insightface verification .bin of pairs of the people in IDENTITY_FOLDERS, and OUT.json naming them.
+
+    IDENTITY_FOLDERS holds aligned crops all of one size, or raw photos with --detect MODEL (aligned in memory as
+    `facekit align` does). With 20 people or more, each of the 10 folds has its own people (as LFW's View 2).
+    """
+    if out.suffix != ".bin":
+        raise click.BadParameter(f"{out}: must end in .bin (the sidecar is {out.stem}.json)", param_hint="OUT")
+    if pairs % 20:
+        raise click.BadParameter(
+            f"{pairs} is not a multiple of 20 (10 folds of equal same and different pairs)", param_hint="'--pairs'"
+        )
+    if size is not None and detect_model is None:
+        raise click.BadParameter("applies with --detect only (aligned crops keep their size)", param_hint="'--size'")
+    from facekit.runtime.prepare import align_in_memory, read_crops, write_pairs_bin
+
+    if detect_model is None:
+        crops = read_crops(identity_folders)
+    else:
+        detector, settings = load_aligner(detect_model, backend, device, size or CROP_SIZE, pick, max_size,
+                                          det_threshold)  # fmt: skip
+        crops = align_in_memory(identity_folders, detector, settings, workers=workers)
+    report_crops(crops, pick)
+    aligned_by = None if detect_model is None else str(detect_model)
+    result = write_pairs_bin(crops, out, pairs=pairs, seed=seed, source=str(identity_folders), aligned_by=aligned_by)
+    if result.pairs < result.requested:
+        click.echo(
+            f"warning: only {result.pairs} balanced distinct pairs exist, not {result.requested}; wrote them", err=True
+        )
+    folds = "person-disjoint folds" if result.disjoint else "folds that share people (fewer than 20 people)"
+    click.echo(
+        f"wrote {result.pairs} pairs ({result.sidecar['same']} same, {result.pairs - result.sidecar['same']} "
+        f"different) of {len(result.people)} people in 10 {folds} to {out}; {out.with_suffix('.json')} names them"
+    )
