@@ -190,3 +190,17 @@ def test_plots_are_pngs(tmp_path, identities: int) -> None:
         image = cv2.imread(str(path))
         assert path == tmp_path / name and image is not None and image.shape == (600, 720, 3)
         assert coloured_pixels(image) > 200
+
+
+def test_evaluation_records_threshold_sources_and_flags_calibration_people_seen_again() -> None:
+    from facekit.gallery.protocol import GalleryEvaluation
+
+    result = identification_metrics(SCORES, LABELS, threshold=0.5)
+    sources = {"facekit": {"threshold": 0.5, "rule": "best-accuracy"}, "eigenfaces": {"flag": 0.2}}
+    people = {"calibration": ["c1", "g2", "u1"], "gallery": ["g1", "g2"], "unknown": ["u1", "u2"]}
+    evaluation = GalleryEvaluation({"facekit": result}, 4, 6, [], sources, people)
+    assert evaluation.overlap == ["g2", "u1"]
+    facts = json.loads(json.dumps(evaluation.as_dict()))
+    assert facts["threshold_source"] == sources and facts["people"] == people
+    assert GalleryEvaluation({}, 4, 6, [], {}, {**people, "calibration": ["c1"]}).overlap == []
+    assert GalleryEvaluation({}, 4, 6, [], {}, {**people, "calibration": None}).overlap == []

@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "recognize": "facekit.cli.gallery:recognize_cmd",
     "db": "facekit.cli.gallery:db_group",
     "evaluate-gallery": "facekit.cli.gallery:evaluate_gallery_cmd",
+    "calibrate": "facekit.cli.calibrate:calibrate_cmd",
+    "split-people": "facekit.cli.calibrate:split_people_cmd",
 }
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import pipeline_options
+from facekit.cli.calibrate import BEST_ACCURACY, FAR, rule
+from facekit.cli.options import pick_option, pipeline_options
 
 MODEL = click.Path(exists=True, path_type=Path)
 MATCH = click.option(
@@ -44,13 +45,7 @@ def _listing(title: str, items: list[str], limit: int = 20) -> None:
 @click.argument("recognize_model_path", type=MODEL)
 @click.argument("db_output_path", type=click.Path(path_type=Path))
 @click.option("--append", is_flag=True, help="Add to the gallery at DB_OUTPUT_PATH (made by the same recognizer).")
-@click.option(
-    "--pick",
-    type=click.Choice(["largest", "score"]),
-    default="largest",
-    show_default=True,
-    help="The face kept from a photo with several: the largest box or the highest detection score.",
-)
+@pick_option()
 @FLIP
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report as JSON here.")
 @pipeline_options()
@@ -253,42 +248,73 @@ def db_remove_cmd(db_path: Path, names: tuple[str, ...]) -> None:
 @click.argument("probe_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("detect_model_path", type=MODEL)
 @click.argument("recognize_model_path", type=MODEL)
-@click.option("--threshold", type=click.FloatRange(-1, 1), help="Open-set threshold (default: as recognize).")
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, path_type=Path),
+    help="Calibrate every method's threshold on these people (a verification .bin, or identity folders of photos, "
+    "detected and aligned like the gallery's), who should be neither gallery nor probe people.",
+)
+@FAR
+@BEST_ACCURACY
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1, 1),
+    help="facekit's open-set threshold, instead of its model's (recognize's default); not with --calibration.",
+)
 @MATCH
 @FLIP
+@pick_option()
 @click.option(
     "--baseline-fit",
     type=click.Path(exists=True, path_type=Path),
     help="Also run the eigenfaces baseline, fitted on these aligned crops (recognition_train_data or identity "
-    "folders; use the recognizer's training data), its threshold calibrated on the same crops.",
+    "folders; use the recognizer's training data), its threshold calibrated by the same rule on the same set "
+    "(--calibration, else the set the model's threshold was calibrated on).",
 )
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Write metrics.json, cmc.png and roc.png here."
 )
 @pipeline_options(batch=False)
 def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: Path, recognize_model_path: Path,
-                         threshold: float | None, match: str, flip: bool, baseline_fit: Path | None, out: Path | None,
-                         backend: str, device: str, max_size: int, det_threshold: float) -> None:  # fmt: skip
+                         calibration: Path | None, far: float | None, best_accuracy: bool, threshold: float | None,
+                         match: str, flip: bool, pick: str, baseline_fit: Path | None, out: Path | None, backend: str,
+                         device: str, max_size: int, det_threshold: float) -> None:  # fmt: skip
     """Open-set identification on GALLERY_DIR (one folder per known person) and PROBE_DIR (one folder per person;
     people without a gallery folder are unknowns): rank-1 / rank-5, TAR at FAR 1e-2 and 1e-3, rejection of
-    unknowns at the threshold; CMC and ROC curves with --out. Prints the metrics as JSON.
+    unknowns at the threshold; CMC and ROC curves with --out. Prints the metrics as JSON; metrics.json records
+    each threshold's source and the calibration, gallery and unknown people.
+
+    Honest numbers need calibration people who are neither gallery nor probe people (a warning says when they
+    overlap) and unknowns the recognizer never trained on; `facekit split-people` cuts such a split.
     """
     from facekit.fileio import atomic_write
     from facekit.gallery.evaluate import plot_cmc, plot_identification_roc
-    from facekit.gallery.protocol import evaluate_gallery
-    from facekit.gallery.recognize import default_threshold
+    from facekit.gallery.protocol import evaluate_gallery, fit_eigenfaces, open_set_thresholds
 
+    far = rule(far, best_accuracy)
+    if calibration is not None and threshold is not None:
+        raise click.UsageError("--threshold and --calibration exclude each other")
+    if calibration is None and (far is not None or best_accuracy):
+        raise click.UsageError("--far / --best-accuracy choose how --calibration calibrates; give --calibration")
     pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
-    if threshold is None:
-        threshold, _ = default_threshold(pipeline.recognizer)
-    baselines, thresholds = {}, {}
-    if baseline_fit is not None:
-        baselines["eigenfaces"], thresholds["eigenfaces"] = _eigenfaces(baseline_fit)
+    baselines = {"eigenfaces": fit_eigenfaces(baseline_fit).embed} if baseline_fit is not None else {}
+    thresholds, left_out = open_set_thresholds(
+        pipeline, baselines, calibration=calibration, far=far, threshold=threshold, pick=pick
+    )
+    _listing("warning: calibration photos left out", left_out)
     evaluation = evaluate_gallery(
-        gallery_dir, probe_dir, pipeline, threshold=threshold, match=match, baselines=baselines,
-        baseline_thresholds=thresholds,
-    )  # fmt: skip
+        gallery_dir, probe_dir, pipeline, thresholds=thresholds, match=match, baselines=baselines, pick=pick
+    )
     _listing("warning: photos left out", evaluation.skipped)
+    if evaluation.overlap:
+        click.echo(
+            f"warning: {len(evaluation.overlap)} calibration people are also gallery or probe people "
+            f"({', '.join(evaluation.overlap[:10])}): the thresholds are not calibrated on unseen people",
+            err=True,
+        )
+    elif thresholds.calibration_people is None and any("rule" in s for s in thresholds.sources.values()):
+        click.echo("note: the calibration people are unknown; cannot check that they are neither gallery nor probe "
+                   "people", err=True)  # fmt: skip
     text = json.dumps(evaluation.as_dict(), indent=2)
     if out is not None:
         with atomic_write(out / "metrics.json") as f:
@@ -300,26 +326,7 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
     for name, r in evaluation.results.items():
         click.echo(
             f"{name}: rank-1 {rate(r.rank1)}, rank-5 {rate(r.rank5)} over {r.known_probes} known probes; "
-            f"{rate(r.rejection_rate)} of {r.unknown_probes} unknown probes rejected at threshold {r.threshold:.4f}",
+            f"TAR {rate(r.tar_at_far[1e-2])} at FAR 1e-2; {rate(r.rejection_rate)} of {r.unknown_probes} unknown "
+            f"probes rejected at threshold {r.threshold:.4f}",
             err=True,
         )
-
-
-def _eigenfaces(path: Path):  # noqa: ANN202 - (embed function, threshold)
-    import numpy as np
-
-    from facekit.data.images import decode_image
-    from facekit.gallery.protocol import calibrate_threshold
-    from facekit.recognition.eigenfaces import Eigenfaces
-    from facekit.recognition.train import open_training_source
-
-    source, _ = open_training_source(path)
-    try:
-        items = [source[i] for i in range(len(source))]
-    finally:
-        if hasattr(source, "close"):  # a RecordIO set; identity folders hold no open file
-            source.close()
-    crops = np.stack([decode_image(data, f"{path} item {i}") for i, (_, data) in enumerate(items)])
-    labels = np.array([label for label, _ in items])
-    model = Eigenfaces.fit(crops)
-    return model.embed, calibrate_threshold(model.embed(crops), labels)

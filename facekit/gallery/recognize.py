@@ -28,7 +28,10 @@ CSV_COLUMNS = ["image", "face", "x1", "y1", "x2", "y2", "score", "identity", "si
 
 def default_threshold(recognizer: object) -> tuple[float, str]:
     """The threshold to use when none is given, and where it comes from: the recognizer's calibrated one (set by
-    train-recognize), else DEFAULT_THRESHOLD."""
+    train-recognize or `facekit calibrate --write`), else DEFAULT_THRESHOLD."""
+    calibration = recognizer.calibration
+    if calibration is not None:
+        return recognizer.threshold, f"calibrated on {Path(calibration['source']).name}, rule {calibration['rule']}"
     if recognizer.threshold is not None:
         return recognizer.threshold, "calibrated by train-recognize"
     return DEFAULT_THRESHOLD, "default for uncalibrated recognizers"

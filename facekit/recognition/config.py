@@ -13,7 +13,9 @@ from facekit.recognition.backbones import BACKBONES
 class RecognizerConfig:
     """A backbone, its embedding size and the crops it takes: `input_size` x `input_size` faces aligned to the
     5-point `template` (pixels, [5, 2]; None = facekit.align's ArcFace template) and normalised by `normalization`.
-    `threshold`: the calibrated cosine similarity above which two faces are one person (None until calibrated)."""
+    `threshold`: the calibrated cosine similarity from which two faces are one person (None until calibrated);
+    `calibration`: where it came from, a facekit.recognition.calibration.Calibration as a dict (None for models
+    calibrated before facekit recorded it)."""
 
     backbone: str = "iresnet50"
     embedding_size: int = 512
@@ -21,6 +23,7 @@ class RecognizerConfig:
     normalization: str = "arcface"
     template: tuple[tuple[float, float], ...] | None = None
     threshold: float | None = None
+    calibration: dict | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -40,6 +43,8 @@ class RecognizerConfig:
             if not -1.0 <= self.threshold <= 1.0:
                 raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
             object.__setattr__(self, "threshold", float(self.threshold))  # a numpy scalar would not save
+        if self.calibration is not None and self.calibration.get("threshold") != self.threshold:
+            raise ValueError(f"threshold {self.threshold} is not its calibration's {self.calibration.get('threshold')}")
 
     @property
     def norm(self) -> Normalization:

@@ -7,6 +7,7 @@ and returns one output, "embedding" [batch, D], not L2-normalised (like insightf
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from facekit.recognition.config import RecognizerConfig
 ONNX_FILE = "recognizer.onnx"  # the export's name inside a recognizer model directory
 FINGERPRINT_KEY = "facekit_fingerprint"  # ONNX metadata_props keys
 THRESHOLD_KEY = "facekit_threshold"
+CALIBRATION_KEY = "facekit_calibration"
 
 
 class ArcfaceInput(nn.Module):
@@ -49,15 +51,33 @@ def export_arcface_onnx(
 ) -> Path:
     """Write `path` (one self-contained .onnx, dynamic batch), atomically. The backbone is put in eval mode.
 
-    metadata_props carry what the runtime needs beyond insightface's convention: "facekit_fingerprint" (the sha256
-    of the model.pt this graph was exported from, so a gallery accepts both forms of one model) and
-    "facekit_threshold" (the calibrated cosine threshold), when known."""
+    metadata_props carry what the runtime needs beyond insightface's convention: "facekit_fingerprint" (the
+    fingerprint of the model.pt this graph was exported from, so a gallery accepts both forms of one model),
+    "facekit_threshold" (the calibrated cosine threshold) and "facekit_calibration" (its provenance, JSON), when
+    known."""
     model = backbone.eval() if config.norm == ARCFACE else ArcfaceInput(backbone.eval(), config.norm)
     example = torch.zeros(2, 3, config.input_size, config.input_size)
     dynamic = {"input.1": {0: "batch"}, "embedding": {0: "batch"}}
     metadata = {FINGERPRINT_KEY: fingerprint} if fingerprint else {}
-    if config.threshold is not None:
-        metadata[THRESHOLD_KEY] = repr(config.threshold)
+    metadata.update(threshold_metadata(config.threshold, config.calibration))
     return export_onnx(
         model, example, path, output_names=["embedding"], dynamic_axes=dynamic, opset=opset, metadata=metadata
     )
+
+
+def threshold_metadata(threshold: float | None, calibration: dict | None) -> dict[str, str]:
+    """The metadata_props entries of a threshold and its calibration (those that are not None)."""
+    metadata = {} if threshold is None else {THRESHOLD_KEY: repr(float(threshold))}
+    if calibration is not None:
+        metadata[CALIBRATION_KEY] = json.dumps(calibration, sort_keys=True)
+    return metadata
+
+
+def rewrite_metadata(source: str | os.PathLike, target: str | os.PathLike, updates: dict[str, str]) -> None:
+    """Write the .onnx `source` to `target` with its metadata_props updated by `updates` (the graph unchanged)."""
+    import onnx
+
+    graph = onnx.load(str(source))
+    props = {p.key: p.value for p in graph.metadata_props}
+    onnx.helper.set_model_props(graph, {**props, **updates})
+    onnx.save(graph, str(target))

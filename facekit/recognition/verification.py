@@ -226,7 +226,7 @@ def embed_pairs(
         raise DataFormatError(f"{source}: no image pairs")
     chunks, shape = [], None
     for start in range(0, len(vset.images), batch_size):
-        crops = _decode(vset.images[start : start + batch_size], start, source, shape)
+        crops = decode_crops(vset.images[start : start + batch_size], start, source, shape)
         shape = crops.shape[1:]
         embeddings = _checked(embed_fn(crops), len(crops))
         if flip:
@@ -236,7 +236,9 @@ def embed_pairs(
     return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
 
 
-def _decode(images: list[bytes], start: int, source: str | os.PathLike, shape: tuple[int, ...] | None) -> np.ndarray:
+def decode_crops(
+    images: list[bytes], start: int, source: str | os.PathLike, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
     """uint8 BGR [N, H, W, 3] of images[i], image start + i of the set; each of `shape` (default: the first's)."""
     crops = [decode_image(data, f"{source}: image {start + i}") for i, data in enumerate(images)]
     shape = shape or crops[0].shape

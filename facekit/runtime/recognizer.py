@@ -4,7 +4,10 @@ L2-normalised embeddings out."""
 
 from __future__ import annotations
 
+import json
 import os
+from contextlib import ExitStack
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -12,14 +15,16 @@ import numpy as np
 import torch
 
 from facekit.errors import DataFormatError, MissingDataError
-from facekit.fileio import sha256_file
+from facekit.fileio import atomic_path, atomic_write, sha256_file
 from facekit.norms import ARCFACE, Normalization
+from facekit.recognition.calibration import Calibration
 from facekit.recognition.config import RecognizerConfig
-from facekit.recognition.export import FINGERPRINT_KEY, THRESHOLD_KEY
+from facekit.recognition.export import CALIBRATION_KEY, FINGERPRINT_KEY, THRESHOLD_KEY
 
 BACKENDS = ("auto", "torch", "onnx")
 # MXNet-converted insightface recognizers normalise inside the graph and take raw RGB pixels
 RAW_RGB = Normalization("raw_rgb", (0.0,) * 3, (1.0,) * 3, rgb=True)
+FINGERPRINT_META = "fingerprint"  # model.pt meta: the fingerprint a recalibrated model keeps
 
 
 class Recognizer:
@@ -31,6 +36,7 @@ class Recognizer:
     embedding_size: int
     norm: Normalization
     threshold: float | None = None  # calibrated cosine threshold for "same person", when the model knows one
+    calibration: dict | None = None  # where the threshold came from (a Calibration dict), when recorded
     batch_size: int = 64
 
     def _run(self, blob: np.ndarray) -> np.ndarray:
@@ -54,7 +60,8 @@ class Recognizer:
 
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 (hex) of the weights file: galleries record it to refuse embeddings from another model."""
+        """sha256 (hex) of the weights file as first written (store_calibration keeps it): galleries record it to
+        refuse embeddings from another model."""
         return sha256_file(self.path)
 
 
@@ -77,7 +84,9 @@ class TorchRecognizer(Recognizer):
         self.input_size = self.config.input_size
         self.embedding_size = self.config.embedding_size
         self.norm = self.config.norm
-        self.threshold = self.config.threshold
+        self.threshold, self.calibration = self.config.threshold, self.config.calibration
+        if FINGERPRINT_META in payload.get("meta", {}):
+            self.fingerprint = payload["meta"][FINGERPRINT_META]
 
     @torch.inference_mode()
     def _run(self, blob: np.ndarray) -> np.ndarray:
@@ -114,6 +123,11 @@ class OnnxRecognizer(Recognizer):
             self.fingerprint = meta[FINGERPRINT_KEY]
         if THRESHOLD_KEY in meta:
             self.threshold = float(meta[THRESHOLD_KEY])
+        if CALIBRATION_KEY in meta:
+            try:
+                self.calibration = json.loads(meta[CALIBRATION_KEY])
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"{self.path}: metadata {CALIBRATION_KEY} is not JSON ({exc})") from None
         dim = outputs[0].shape[-1]
         probe = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
         self.embedding_size = dim if isinstance(dim, int) else self._run(probe).shape[1]
@@ -165,3 +179,45 @@ def save_recognizer(
     from facekit.modeldir import save_model
 
     return save_model(out_dir, kind="recognizer", config=config.as_dict(), state_dict=backbone.state_dict(), meta=meta)
+
+
+def store_calibration(path: str | os.PathLike, calibration: Calibration) -> list[Path]:
+    """Make `calibration` the threshold of the recognizer at `path`: a model directory (or its model.pt) gets it in
+    its config (model.pt, config.yaml) and in the metadata of its recognizer.onnx when there is one; a bare .onnx
+    in its metadata. Every file is written to a temporary file first and all are renamed into place once all are
+    written. The fingerprint galleries know the model by is kept (recorded on the first rewrite), since the
+    embeddings do not change. Returns the files rewritten."""
+    import yaml
+
+    from facekit.modeldir import MODEL_FILE, load_model
+    from facekit.recognition.export import ONNX_FILE, rewrite_metadata, threshold_metadata
+
+    p = Path(path)
+    onnx_file = p if p.suffix == ".onnx" else (p if p.is_dir() else p.parent) / ONNX_FILE
+    metadata = threshold_metadata(calibration.threshold, calibration.as_dict())
+    written = []
+    with ExitStack() as stack:  # every temporary file replaces its target only when the block ends without error
+        if p.suffix != ".onnx":
+            model_file = p / MODEL_FILE if p.is_dir() else p
+            payload = load_model(model_file, "recognizer")
+            config = RecognizerConfig.from_dict(payload["config"])
+            config = replace(config, threshold=calibration.threshold, calibration=calibration.as_dict())
+            meta = payload.get("meta", {})
+            payload["meta"] = {**meta, FINGERPRINT_META: meta.get(FINGERPRINT_META) or sha256_file(model_file)}
+            payload["config"] = config.as_dict()
+            with open(stack.enter_context(atomic_path(model_file)), "wb") as f:
+                torch.save(payload, f)
+            header = {"kind": payload["kind"], "facekit_version": payload["facekit_version"]}
+            yaml_file = stack.enter_context(atomic_write(model_file.with_name("config.yaml")))
+            yaml.safe_dump({**header, **config.as_dict()}, yaml_file, sort_keys=False)
+            written += [model_file, model_file.with_name("config.yaml")]
+        if onnx_file.is_file():
+            import onnx
+
+            props = {m.key: m.value for m in onnx.load(str(onnx_file), load_external_data=False).metadata_props}
+            kept = {FINGERPRINT_KEY: props.get(FINGERPRINT_KEY) or sha256_file(onnx_file)}
+            rewrite_metadata(onnx_file, stack.enter_context(atomic_path(onnx_file)), {**metadata, **kept})
+            written.append(onnx_file)
+        elif p.suffix == ".onnx":
+            raise MissingDataError(f"{p}: no such file")
+    return written
