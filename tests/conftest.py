@@ -43,15 +43,13 @@ def cli(runner: CliRunner):
 @pytest.fixture(scope="session")
 def orl_recognizer(shared_data, tmp_path_factory) -> Path:
     """A recognizer trained from scratch through the CLI on ORL s1-s30 (layouts/recognition_train_data, ~5 min on 2
-    CPU cores), validated on orl_val.bin (s31-s40): the model directory, with recognizer.onnx. Shared by the
-    train-recognize and gallery tests so that CI trains it once."""
+    CPU cores) with train-recognize's defaults (the small-dataset recipe, augmentation), validated on orl_val.bin
+    (s31-s40): the model directory, with recognizer.onnx. Shared by the train-recognize and gallery tests so that
+    CI trains it once."""
     from facekit.cli import main
 
     out = tmp_path_factory.mktemp("orl_recognizer") / "model"
-    options = {"backbone": "mobilefacenet", "embedding-size": 128, "batch-size": 30, "epochs": 15, "val-every": 1000,
-               "workers": 2, "optimizer": "adamw", "lr": 2e-3, "weight-decay": 0.05, "warmup-epochs": 1,
-               "schedule": "cosine"}  # fmt: skip
-    args = [f"--{k}={v}" for k, v in options.items()] + ["--loss-param", "s=32", "--loss-param", "m=0.3"]
+    args = ["--backbone", "mobilefacenet", "--workers", "2"]  # no recipe flag: the defaults are what is tested
     data = shared_data / "layouts/recognition_train_data"
     result = CliRunner().invoke(main, ["train-recognize", str(data), str(out), *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output

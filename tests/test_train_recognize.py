@@ -69,6 +69,8 @@ def test_artifacts_threshold_and_onnx_interop(cli, shared_data, tmp_path):
 
 @pytest.mark.parametrize(("loss", "extra"), [("triplet", ["--pk", 6, 4]), ("center", []), ("sphereface", [])])
 def test_loss_kinds_through_the_cli(cli, six_people, tmp_path, loss, extra):
+    """Each kind of loss falls over 6 steps on clean crops (augmentation makes 6 steps of a P x K triplet too noisy
+    to compare; it is tested on its own)."""
     out = tmp_path / loss
     result = cli(
         "train-recognize",
@@ -84,6 +86,7 @@ def test_loss_kinds_through_the_cli(cli, six_people, tmp_path, loss, extra):
         "--val-every",
         1,
         "--no-onnx",
+        "--no-augment",
         *extra,
     )
     assert result.exit_code == 0, result.output
@@ -114,7 +117,7 @@ def test_partial_fc_sample_rate_half_trains(cli, six_people, tmp_path):
     assert history[-1]["loss"] < history[0]["loss"]
 
 
-def test_resume_ends_like_an_uninterrupted_run(cli, six_people, tmp_path, monkeypatch):
+def test_resume_ends_like_an_uninterrupted_run_with_augmentation(cli, six_people, tmp_path, monkeypatch):
     from facekit.recognition import train
 
     args = [*SMALL, "--batch-size", 12, "--epochs", 2, "--val-every", 2, "--save-every", 3, "--no-onnx"]
@@ -134,6 +137,7 @@ def test_resume_ends_like_an_uninterrupted_run(cli, six_people, tmp_path, monkey
     assert cli("train-recognize", six_people, tmp_path / "b", *args, "--resume").exit_code == 0
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
     assert a["steps"] == b["steps"] == 10
+    assert all(a["trained_with"]["augment"].values())  # every random change on: resume repeats them exactly
     assert [h["step"] for h in a["history"]] == [h["step"] for h in b["history"]]
     for ha, hb in zip(a["history"], b["history"], strict=True):
         assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-4)
@@ -218,3 +222,78 @@ def test_resume_with_another_number_of_processes(cli, six_people, tmp_path, monk
     assert metrics["steps"] == 6 and [h["step"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6]
     assert "resumed from" in (out / "train.log").read_text()
     assert torch.load(out / "checkpoint.pt", weights_only=True)["head"].shape == (6, 32)
+
+
+def pairs_bin(shared_data, path, people, same, different, seed=0):
+    """A verification .bin of `same` + `different` pairs of ORL aligned crops of `people`, and its sidecar."""
+    from facekit.data.verification import VerificationSet, write_bin
+
+    rng = np.random.default_rng(seed)
+    images, issame = [], []
+    for k in range(same + different):
+        a = rng.choice(people)
+        b = a if k < same else rng.choice([p for p in people if p != a])
+        i, j = rng.choice(10, 2, replace=False) + 1
+        images += [(shared_data / f"faces/orl_aligned_112/{p}/{n}.jpg").read_bytes() for p, n in ((a, i), (b, j))]
+        issame.append(k < same)
+    write_bin(path, VerificationSet(images, issame))
+    path.with_suffix(".json").write_text(json.dumps({"format": "facekit-pairs/1", "people": sorted(people)}))
+    return path
+
+
+@pytest.mark.slow
+def test_fine_tuning_keeps_accuracy_on_unseen_people(cli, orl_recognizer, shared_data, tmp_path):
+    """The ORL s1-s30 recognizer fine-tuned on new people (s31-s35, a new head) with --backbone-lr-mult 0.1 and a
+    frozen first epoch, verified on s36-s40 (seen by neither). Its backbone and size come from the model's config.
+    A second set, of training people, is flagged and not used to calibrate the threshold."""
+    from facekit.data.verification import load_bin
+    from facekit.recognition.verification import embed_pairs, verification_metrics
+    from facekit.runtime.recognizer import load_face_recognizer
+
+    data = tmp_path / "data"
+    for person in range(31, 36):
+        shutil.copytree(shared_data / f"faces/orl_aligned_112/s{person}", data / f"s{person}")
+    unseen = pairs_bin(shared_data, tmp_path / "unseen.bin", [f"s{p}" for p in range(36, 41)], 100, 100)
+    leak = pairs_bin(shared_data, tmp_path / "leak.bin", [f"s{p}" for p in range(31, 36)], 150, 150)
+    before = load_face_recognizer(orl_recognizer)
+    vset = load_bin(unseen)
+    emb = embed_pairs(vset, lambda crops: before.embed(crops), flip=True)
+    accuracy_before = verification_metrics(emb, vset.issame).accuracy
+
+    out = tmp_path / "tuned"
+    args = ["--pretrained", orl_recognizer, "--backbone-lr-mult", 0.1, "--freeze-backbone-epochs", 1, "--epochs", 3]
+    result = cli("train-recognize", data, out, *args, "--val", unseen, "--val", leak, "--workers", 0, "--no-onnx")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["val_unseen_acc"] >= accuracy_before - 0.02, (metrics["final"], accuracy_before)
+    trained = metrics["trained_with"]
+    assert (trained["backbone"], trained["embedding_size"]) == (before.config.backbone, before.config.embedding_size)
+    assert metrics["calibration"]["source"] == str(unseen)
+    assert metrics["calibration"]["people"] == [f"s{p}" for p in range(36, 41)]
+    assert metrics["verification_people"]["leak"]["shared_with_training"] == [f"s{p}" for p in range(31, 36)]
+    log = (out / "train.log").read_text()
+    assert "leak.bin shares 5 of its 5 people with the training data" in log
+    assert "the 5 people here get a new head" in log
+    after = load_face_recognizer(out)
+    assert after.config.calibration["source"] == str(unseen) and after.threshold == metrics["calibration"]["threshold"]
+    tuned = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    start = torch.load(orl_recognizer / "model.pt", weights_only=True)["state_dict"]
+    assert any(not torch.equal(tuned[k], start[k]) for k in start if start[k].is_floating_point())
+
+
+def test_freezing_keeps_the_backbone_and_its_statistics(cli, six_people, random_recognizer, tmp_path):
+    """Two frozen epochs: the backbone (weights and BatchNorm running statistics) ends exactly as it started; an
+    arcface_torch-style backbone.pth (module.-prefixed state dict) loads as well as a model directory."""
+    from facekit.recognition.partial_fc import initial_centres
+
+    start = torch.load(random_recognizer / "model.pt", weights_only=True)["state_dict"]
+    pth = tmp_path / "backbone.pth"
+    torch.save({f"module.{k}": v for k, v in start.items()}, pth)
+    args = ["--backbone", "mobilefacenet", "--embedding-size", 32, "--workers", 0, "--no-onnx", "--batch-size", 12]
+    result = cli("train-recognize", six_people, tmp_path / "m", *args, "--pretrained", pth,
+                 "--freeze-backbone-epochs", 2, "--epochs", 2)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    frozen = torch.load(tmp_path / "m/model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(frozen[k], start[k]) for k in start)
+    head = torch.load(tmp_path / "m/checkpoint.pt", weights_only=True)["head"]
+    assert not torch.allclose(head, initial_centres(6, 32, 0, 6, seed=0), atol=1e-4)  # the new head learnt

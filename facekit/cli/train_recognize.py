@@ -9,6 +9,10 @@ import click
 
 from facekit.cli.options import RegistryChoice
 
+RECIPE = "from the recipe"
+UNIT = click.FloatRange(0, 1)
+AUGMENT = ("flip", "crop", "color", "grey", "blur", "lowres", "erase")
+
 
 def _backbones() -> list[str]:
     from facekit.recognition.backbones import BACKBONES
@@ -38,8 +42,10 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 @click.command("train-recognize")
 @click.argument("data_path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("model_output_path", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--backbone", type=RegistryChoice(_backbones), default="iresnet50", show_default=True)
-@click.option("--embedding-size", default=512, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--backbone", type=RegistryChoice(_backbones), show_default="iresnet50, or the --pretrained facekit model's"
+)
+@click.option("--embedding-size", type=click.IntRange(min=2), show_default="512, or the --pretrained facekit model's")
 @click.option("--loss", type=RegistryChoice(_losses), default="arcface", show_default=True)
 @click.option(
     "--loss-param",
@@ -47,7 +53,8 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     multiple=True,
     callback=_loss_params,
     metavar="KEY=VALUE",
-    help="A loss hyper-parameter, e.g. --loss-param s=64 --loss-param m=0.5 (repeatable).",
+    help="A loss hyper-parameter, e.g. --loss-param s=64 --loss-param m=0.5 (repeatable); over the recipe's "
+    "(arcface s=32 m=0.3 for small datasets) and the loss's defaults.",
 )
 @click.option(
     "--sample-rate",
@@ -56,12 +63,17 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     type=click.FloatRange(0, 1, min_open=True),
     help="Partial FC: share of class centres sampled per step (margin losses).",
 )
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
-@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--momentum", default=0.9, show_default=True, type=float)
-@click.option("--weight-decay", default=5e-4, show_default=True, type=float)
-@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1), help="Global batch size.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), show_default=RECIPE)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), show_default=RECIPE)
+@click.option("--momentum", default=0.9, show_default=True, type=float, help="SGD.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), show_default=RECIPE)
+@click.option("--epochs", type=click.IntRange(min=1), show_default=RECIPE)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    show_default="from the recipe; P*K for metric losses",
+    help="Global batch size.",
+)
 @click.option(
     "--pk",
     nargs=2,
@@ -70,8 +82,33 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     show_default=True,
     help="Identities x images per batch for metric losses (P*K = batch size).",
 )
-@click.option("--warmup-epochs", default=0.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--schedule", type=click.Choice(["poly", "cosine"]), default="poly", show_default=True)
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), show_default=RECIPE)
+@click.option("--schedule", type=click.Choice(["poly", "cosine"]), show_default=RECIPE)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Random changes to the training crops; --no-augment sets every --aug-* not given to 0.",
+)
+@click.option("--aug-flip", default=0.5, show_default=True, type=UNIT, help="Probability of a mirror image.")
+@click.option(
+    "--aug-crop", default=0.08, show_default=True, type=UNIT, help="Random zoom and shift, up to +- this share."
+)
+@click.option(
+    "--aug-color",
+    default=0.3,
+    show_default=True,
+    type=UNIT,
+    help="Brightness, contrast and saturation jitter (factors 1 +- this).",
+)
+@click.option("--aug-grey", default=0.1, show_default=True, type=UNIT, help="Probability of greyscale.")
+@click.option("--aug-blur", default=0.1, show_default=True, type=UNIT, help="Probability of a Gaussian blur.")
+@click.option(
+    "--aug-lowres", default=0.15, show_default=True, type=UNIT, help="Probability of down- and up-sampling (1/4-3/4)."
+)
+@click.option(
+    "--aug-erase", default=0.2, show_default=True, type=UNIT, help="Probability of erasing a patch (2-20 %) with noise."
+)
 @click.option(
     "--amp",
     type=click.Choice(["none", "fp16", "bf16"]),
@@ -86,8 +123,23 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--pretrained",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Backbone weights (an arcface_torch backbone.pth).",
+    type=click.Path(exists=True, path_type=Path),
+    help="Start the backbone from a facekit recognizer (directory or model.pt; its backbone and embedding size) "
+    "or an arcface_torch backbone.pth. The people here always get a new head.",
+)
+@click.option(
+    "--backbone-lr-mult",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="The backbone's learning rate = --lr x this (fine-tuning: e.g. 0.1).",
+)
+@click.option(
+    "--freeze-backbone-epochs",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Train only the head for the first N epochs (backbone and its BatchNorm statistics fixed).",
 )
 @click.option("--resume", is_flag=True, help="Continue from MODEL_OUTPUT_PATH/checkpoint.pt.")
 @click.option(
@@ -115,15 +167,25 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 @click.option("--onnx/--no-onnx", "export_onnx", default=True, show_default=True, help="Export recognizer.onnx.")
 def train_recognize_cmd(data_path: Path, model_output_path: Path, **options: object) -> None:
     """Train a face recognizer on DATA_PATH: recognition_train_data/ (cele.rec, cele.idx, property) or one
-    folder of aligned 112x112 crops per person; every .bin in it is a verification set.
+    folder of aligned 112x112 crops per person; every .bin in it is a verification set, and the recognizer's
+    threshold is calibrated on one of them (best accuracy).
 
-    MODEL_OUTPUT_PATH receives model.pt (weights + config with the calibrated threshold), config.yaml,
-    recognizer.onnx (insightface ArcFaceONNX convention), metrics.json, roc.png, train.log, checkpoint.pt and
-    tensorboard/. Under `torchrun --nproc_per_node N -m facekit train-recognize ...` it trains with DDP and
-    shards the class centres (Partial FC) across the processes.
+    Settings not given follow a recipe chosen from the dataset's size (printed at the start; see
+    facekit/recognition/recipe.py). MODEL_OUTPUT_PATH receives model.pt (weights + config with the calibrated
+    threshold), config.yaml, recognizer.onnx (insightface ArcFaceONNX convention), metrics.json, roc.png, train.log,
+    checkpoint.pt and tensorboard/. Under `torchrun --nproc_per_node N -m facekit train-recognize ...` it trains
+    with DDP and shards the class centres (Partial FC) across the processes.
     """
-    from facekit.recognition.train import RecognizeTrainSettings, train_recognizer
+    from facekit.recognition.augment import Augment
+    from facekit.recognition.settings import RecognizeTrainSettings
+    from facekit.recognition.train import train_recognizer
 
+    ctx = click.get_current_context()
+    strengths = {name: options.pop(f"aug_{name}") for name in AUGMENT}
+    if not options.pop("augment"):
+        default = click.core.ParameterSource.DEFAULT
+        strengths = {k: 0.0 if ctx.get_parameter_source(f"aug_{k}") == default else v for k, v in strengths.items()}
+    options["augment"] = Augment(**strengths)
     options["pretrained"] = str(options["pretrained"]) if options["pretrained"] else None
     options["val"] = list(options["val"])
     options["pk"] = tuple(options["pk"])
@@ -133,4 +195,8 @@ def train_recognize_cmd(data_path: Path, model_output_path: Path, **options: obj
     final = metrics["final"]
     summary = ", ".join(f"{k} {v}" for k, v in final.items() if k.startswith(("val_", "loss", "threshold")))
     click.echo(f"trained {metrics['steps']} steps: {summary}")
+    if metrics["calibration"]:
+        from facekit.recognition.calibration import Calibration
+
+        click.echo(Calibration.from_dict(metrics["calibration"]).summary())
     click.echo(f"model written to {model_output_path}")

@@ -1,7 +1,10 @@
-"""Recognizer training (`facekit train-recognize`): a backbone from the registry, a loss from the registry
-(margin losses through Partial FC), SGD or AdamW with warm-up then polynomial or cosine decay, AMP and
-channels_last on CUDA, gradient clipping, DDP under torchrun, atomic checkpoints every N steps with exact resume
-(also with another number of processes), verification on .bin sets, TensorBoard, and the model directory at the end.
+"""Recognizer training (`facekit train-recognize`): a backbone from the registry (from scratch or fine-tuned from
+--pretrained, with its own learning-rate multiplier and optional frozen first epochs), a loss from the registry
+(margin losses through Partial FC), the dataset's recipe for whatever is not given (recipe.py), keyed augmentation
+(augment.py), SGD or AdamW with warm-up then polynomial or cosine decay, AMP and channels_last on CUDA, gradient
+clipping, DDP under torchrun, atomic checkpoints every N steps with exact resume (also with another number of
+processes), verification on .bin sets with the threshold calibrated on one of them, TensorBoard, and the model
+directory at the end.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,52 +22,19 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from facekit.data.datasets import RecognitionDataset
 from facekit.distributed import Distributed
 from facekit.errors import FacekitError, MissingDataError
 from facekit.fileio import atomic_write
 from facekit.modeldir import read_torch_file
 from facekit.recognition.batches import GlobalBatchSampler
+from facekit.recognition.calibration import Calibration
 from facekit.recognition.partial_fc import PartialFC, shard_bounds
+from facekit.recognition.settings import RecognizeTrainSettings, describe, resolve_settings
+from facekit.recognition.trainset import KeyedFaces, KeyedSampler, open_training_source, source_labels
 from facekit.training import InterruptFlag, log_to, rng_state, set_rng_state
 
 log = logging.getLogger("facekit.train_recognize")
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class RecognizeTrainSettings:
-    """Everything `train-recognize` can be told."""
-
-    backbone: str = "iresnet50"
-    embedding_size: int = 512
-    loss: str = "arcface"
-    loss_params: dict[str, float] = field(default_factory=dict)
-    sample_rate: float = 1.0
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    epochs: int = 20
-    batch_size: int = 128  # global
-    pk: tuple[int, int] = (32, 4)  # identities x images per batch, for metric losses
-    warmup_epochs: float = 0.0
-    schedule: str = "poly"  # or "cosine"
-    amp: str = "bf16"  # "none", "fp16", "bf16"; CUDA only
-    channels_last: bool = True  # CUDA only
-    clip_grad: float = 5.0
-    workers: int = 2
-    device: str = "auto"
-    seed: int = 0
-    pretrained: str | None = None
-    resume: bool = False
-    val: list[str] = field(default_factory=list)
-    val_every: int = 1000  # steps; also after the last step
-    log_every: int = 50  # steps; also at each epoch's end
-    flip: bool = True
-    save_every: int = 1000  # steps; also at each epoch's end
-    export_onnx: bool = True
-    progress: bool = True
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -73,67 +43,6 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
         return (step + 1) / warmup
     done = (step - warmup) / max(1, total - warmup)
     return (1 - done) ** 2 if schedule == "poly" else 0.5 * (1 + math.cos(math.pi * done))
-
-
-def open_training_source(data_path: Path):  # noqa: ANN201 - RecognitionSet | IdentityFolders
-    """recognition_train_data/ (cele.rec ...) or identity folders, and its class count."""
-    from facekit.data.folders import scan_identity_folders
-    from facekit.data.recset import open_recognition_set
-
-    if any(data_path.glob("*.rec")):
-        source = open_recognition_set(data_path)
-        classes = source.num_classes
-        if classes is None:
-            classes = 1 + max(source.read(k)[0] for k in source.image_keys)
-        return source, classes
-    folders = scan_identity_folders(data_path)
-    return folders, len(folders.identities)
-
-
-def source_labels(source) -> list[int]:  # noqa: ANN001
-    """The class of every item (reads each record's header for RecordIO sets)."""
-    if hasattr(source, "items"):
-        return [label for _, label in source.items]
-    if source.identity_ranges:
-        labels = [0] * len(source.image_keys)
-        for ident, (a, b) in source.identity_ranges.items():
-            for key in range(a, b):
-                labels[key - 1] = ident
-        return labels
-    return [source.read(k)[0] for k in source.image_keys]
-
-
-class KeyedFaces(torch.utils.data.Dataset):
-    """Training crops indexed by (epoch, i): the random flip of sample i in epoch e comes from a generator seeded
-    with (seed, e, i), so it is the same in any worker, after any restart."""
-
-    def __init__(self, base: RecognitionDataset, seed: int) -> None:
-        self.base, self.seed = base, seed
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        epoch, index = key
-        image, label = self.base[index]
-        if np.random.default_rng([self.seed, epoch, index]).random() < 0.5:
-            image = image.flip(-1)
-        return image, label
-
-
-class _Keyed(torch.utils.data.Sampler):
-    """Pairs each index (or batch of indices) of `sampler` with the epoch it was drawn for."""
-
-    def __init__(self, sampler: torch.utils.data.Sampler) -> None:
-        self.sampler = sampler
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self):  # noqa: ANN204
-        epoch = self.sampler.epoch
-        for item in self.sampler:
-            yield [(epoch, i) for i in item] if isinstance(item, list) else (epoch, item)
 
 
 class Trunk(nn.Module):
@@ -153,26 +62,42 @@ class Trunk(nn.Module):
 
 
 class _Trainer:
-    def __init__(self, data_path: Path, out_dir: Path, s: RecognizeTrainSettings, dist: Distributed) -> None:
+    def __init__(
+        self,
+        data_path: Path,
+        out_dir: Path,
+        s: RecognizeTrainSettings,
+        dist: Distributed,
+        *,
+        source,  # noqa: ANN001 - RecognitionSet | IdentityFolders, opened by open_training_source
+        num_classes: int,
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         from facekit.recognition.backbones import create_backbone, load_backbone_weights
         from facekit.recognition.losses import LOSSES, create_loss
+        from facekit.recognition.validation import verification_sets
 
-        self.s, self.dist, self.out_dir = s, dist, out_dir
-        if s.loss not in LOSSES:
-            raise FacekitError(f"unknown loss {s.loss!r}; known: {', '.join(sorted(LOSSES))}")
-        self.spec = LOSSES[s.loss]
+        self.dist, self.out_dir = dist, out_dir
         if dist.is_main:
             log_to(out_dir / "train.log")
-        self.source, self.num_classes = open_training_source(data_path)
-        self.dataset = KeyedFaces(RecognitionDataset(self.source, name=str(data_path)), s.seed)
-        self.val_sets = _verification_sets(data_path, s.val)
+        self.source, self.num_classes = source, num_classes
+        images = len(self.source)
+        s, self.recipe, self.from_recipe = resolve_settings(
+            s, images=images, classes=self.num_classes, world_size=dist.world_size
+        )
+        self.s, self.spec = s, LOSSES[s.loss]
+        log.info("%s", describe(s, self.recipe, self.from_recipe, images=images, classes=self.num_classes))
+        log.info("augmentation: %s", s.augment.describe())
+        if s.freeze_backbone_epochs and self.spec.kind != "margin":
+            raise FacekitError(f"--freeze-backbone-epochs needs a margin loss (a head to train), not {s.loss}")
+        self.dataset = KeyedFaces(self.source, seed=s.seed, aug=s.augment, name=str(data_path))
+        self.val = verification_sets(data_path, s.val, self.source)
         torch.manual_seed(s.seed)
         self.backbone = create_backbone(s.backbone, embedding_size=s.embedding_size)
         if s.pretrained and not s.resume:
             load_backbone_weights(self.backbone, s.pretrained)
-            log.info("backbone initialised from %s", s.pretrained)
+            log.info("backbone initialised from %s; the %d people here get a new head", s.pretrained, self.num_classes)
         self.loss_fn = create_loss(
             s.loss, embedding_size=s.embedding_size, num_classes=self.num_classes, **s.loss_params
         )
@@ -191,9 +116,12 @@ class _Trainer:
         if self.head is not None:
             self.head.to(dist.device)
         self.net = dist.wrap(trunk) if any(p.requires_grad for p in trunk.parameters()) else trunk
-        params = [p for p in trunk.parameters() if p.requires_grad]
-        head_params = [self.head.weight] if self.head is not None else []
-        groups = [{"params": params}, {"params": head_params}]
+        # groups: backbone (lr x --backbone-lr-mult), the loss's own parameters, the class centres (always last)
+        groups = [
+            {"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": s.lr * s.backbone_lr_mult},
+            {"params": [p for p in self.loss_fn.parameters() if p.requires_grad]},
+            {"params": [self.head.weight] if self.head is not None else []},
+        ]
         if s.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
         else:
@@ -212,7 +140,7 @@ class _Trainer:
             self.loader = DataLoader(
                 self.dataset,
                 batch_size=self.sampler.batch_size,
-                sampler=_Keyed(self.sampler),
+                sampler=KeyedSampler(self.sampler),
                 num_workers=s.workers,
                 persistent_workers=s.workers > 0,
                 generator=torch.Generator(),  # leaves the global RNG (restored on resume) alone
@@ -224,7 +152,7 @@ class _Trainer:
             )
             self.loader = DataLoader(
                 self.dataset,
-                batch_sampler=_Keyed(self.sampler),
+                batch_sampler=KeyedSampler(self.sampler),
                 num_workers=s.workers,
                 pin_memory=cuda,
                 persistent_workers=s.workers > 0,
@@ -236,7 +164,7 @@ class _Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, self.total_steps, warmup, s.schedule)
         )
-        self.step, self.history, self.threshold, self.results = 0, [], None, {}
+        self.step, self.history, self.calibration, self.results = 0, [], None, {}
         if s.resume:
             self._resume(out_dir / CHECKPOINT)
         self.writer = SummaryWriter(str(out_dir / "tensorboard")) if dist.is_main else None
@@ -257,7 +185,10 @@ class _Trainer:
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         images = images.to(self.dist.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         labels = labels.to(self.dist.device)
-        with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=bool(self.amp_dtype)):
+        frozen = self.step < self.s.freeze_backbone_epochs * self.steps_per_epoch  # BatchNorm statistics too
+        self.backbone.train(not frozen)
+        amp = torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=bool(self.amp_dtype))
+        with amp, torch.set_grad_enabled(not frozen):
             out = self.net(images, labels)
         return self.head(out, labels, self.loss_fn) if self.head is not None else out
 
@@ -323,7 +254,7 @@ class _Trainer:
         record = {
             "step": self.step,
             "epoch": round(self.step / self.steps_per_epoch, 3),
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.optimizer.param_groups[-1]["lr"],  # the head's: --lr on the schedule
             "loss": round(self.dist.mean(loss), 5),
             "images_per_s": round(images_per_s, 1),
         }
@@ -337,20 +268,22 @@ class _Trainer:
                     self.writer.add_scalar(k if k.startswith("val_") else f"train/{k}", v, self.step)
 
     def _verify(self) -> dict:
+        from facekit.recognition.validation import calibrate_on
         from facekit.recognition.verification import embed_pairs, verification_metrics
 
-        if not self.val_sets:
+        if not self.val:
             return {}
-        out = {}
+        out, embeddings = {}, {}
+        training = self.backbone.training
         self.backbone.eval()
-        for name, vset in self.val_sets.items():
-            emb = embed_pairs(vset, self.embed, flip=self.s.flip, source=f"{name}.bin")
-            result = verification_metrics(emb, np.asarray(vset.issame))
+        for name, v in self.val.items():
+            embeddings[name] = embed_pairs(v.pairs, self.embed, flip=self.s.flip, source=v.path)
+            result = verification_metrics(embeddings[name], np.asarray(v.pairs.issame))
             out[f"val_{name}_acc"] = round(float(result.accuracy), 5)
             self.results[name] = result
-        self.threshold = float(np.mean([r.cosine_threshold for r in self.results.values()]))
-        out["threshold"] = round(self.threshold, 5)
-        self.backbone.train()
+        self.backbone.train(training)
+        self.calibration = calibrate_on(self.val, embeddings)
+        out["threshold"] = round(self.calibration.threshold, 5)
         return out
 
     @torch.inference_mode()
@@ -382,7 +315,7 @@ class _Trainer:
         opt = self.optimizer.state_dict()
         head_state = {}
         if self.head is not None:
-            index = len(opt["param_groups"][0]["params"])
+            index = _head_index(opt)
             per_param = opt["state"].pop(index, {})
             head_state = {
                 k: self._full_head(v) if torch.is_tensor(v) and v.dim() == 2 else v for k, v in per_param.items()
@@ -401,7 +334,7 @@ class _Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "history": json.dumps(self.history),
-            "threshold": -2.0 if self.threshold is None else self.threshold,
+            "calibration": json.dumps(self.calibration.as_dict() if self.calibration else None),
             "settings": json.dumps(asdict(self.s)),
         }
         with atomic_write(path, "wb") as f:
@@ -418,7 +351,7 @@ class _Trainer:
             a, b = self.head.start, self.head.end
             with torch.no_grad():
                 self.head.weight.copy_(state["head"][a:b])
-            index = len(opt["param_groups"][0]["params"])
+            index = _head_index(opt)
             opt["state"][index] = {
                 k: v[a:b] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in state["head_optimizer"].items()
             }
@@ -428,7 +361,8 @@ class _Trainer:
         set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.history = json.loads(state["history"])
-        self.threshold = None if state["threshold"] < -1 else float(state["threshold"])
+        calibration = json.loads(state.get("calibration", "null"))
+        self.calibration = Calibration.from_dict(calibration) if calibration else None
         log.info("resumed from %s at step %d", path, self.step)
 
     # -- artefacts -----------------------------------------------------------------------------------------
@@ -441,18 +375,27 @@ class _Trainer:
         }
         if not self.dist.is_main:
             return metrics
+        from facekit.modeldir import save_model
         from facekit.recognition.config import RecognizerConfig
-        from facekit.runtime.recognizer import save_recognizer
 
         self.writer.close()
+        calibration = self.calibration.as_dict() if self.calibration else None
         config = RecognizerConfig(
-            backbone=self.s.backbone, embedding_size=self.s.embedding_size, threshold=self.threshold
+            backbone=self.s.backbone,
+            embedding_size=self.s.embedding_size,
+            threshold=self.calibration.threshold if self.calibration else None,
+            calibration=calibration,
         )
-        model_file = save_recognizer(
+        trained_with = {k: v for k, v in asdict(self.s).items() if k != "progress"}
+        trained_with["recipe"] = {**self.recipe.as_dict(), "taken": self.from_recipe}
+        metrics |= {"trained_with": trained_with, "calibration": calibration}
+        metrics["verification_people"] = {name: v.as_dict() for name, v in self.val.items()}
+        model_file = save_model(
             self.out_dir,
-            self.backbone.cpu().eval(),
-            config,
-            {"trained_with": {k: v for k, v in asdict(self.s).items() if k != "progress"}, "final": metrics["final"]},
+            kind="recognizer",
+            config=config.as_dict(),
+            state_dict=self.backbone.cpu().eval().state_dict(),
+            meta={"trained_with": trained_with, "final": metrics["final"]},
         )
         if self.s.export_onnx:
             from facekit.fileio import sha256_file
@@ -470,27 +413,27 @@ class _Trainer:
         return metrics
 
 
-def _verification_sets(data_path: Path, extra: list[str]) -> dict:
-    from facekit.data.verification import load_bin
-
-    paths = sorted(data_path.glob("*.bin")) + [Path(p) for p in extra]
-    return {p.stem: load_bin(p) for p in paths}
+def _head_index(optimizer_state: dict) -> int:
+    """The index of the class centres (the last group's one parameter) in an optimizer state dict."""
+    return sum(len(group["params"]) for group in optimizer_state["param_groups"][:-1])
 
 
 def train_recognizer(data_path: str | Path, out_dir: str | Path, s: RecognizeTrainSettings) -> dict:
-    """Train on `data_path` (recognition_train_data/ or identity folders); write the model directory to `out_dir`."""
+    """Train on `data_path` (recognition_train_data/ or identity folders); write the model directory to `out_dir`.
+    The settings left None are resolved first (settings.resolve_settings) and logged, the recipe's line first."""
     data_path, out_dir = Path(data_path), Path(out_dir)
     if not data_path.is_dir():
         raise MissingDataError(f"{data_path}: no such folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = Distributed.from_env(s.device)
-    trainer = None
+    source = None
     try:
-        trainer = _Trainer(data_path, out_dir, s, dist)
+        source, num_classes = open_training_source(data_path)
+        trainer = _Trainer(data_path, out_dir, s, dist, source=source, num_classes=num_classes)
         with InterruptFlag() as interrupted:
             trainer.run(interrupted)
         return trainer.finish()
     finally:
-        if trainer is not None and hasattr(trainer.source, "close"):
-            trainer.source.close()
+        if hasattr(source, "close"):  # a RecordIO set; identity folders hold no open file
+            source.close()
         dist.close()

@@ -1,0 +1,47 @@
+"""The training recipe train-recognize follows when not told otherwise: a pure rule from the dataset's size.
+
+- small (under 100,000 images), measured on ORL and meant for a few hundred to a few thousand people: AdamW, lr 2e-3,
+  weight decay 0.05, linear warm-up over 1 epoch then cosine decay, ArcFace s=32 m=0.3 (a margin that small
+  classes can meet); batch = images / 10 (at least 10 steps an epoch) kept within 16-64; epochs = 40,000 image
+  views / images kept within 8-15 (ORL's 300 images: batch 30, 15 epochs; 5,000 photos: batch 64, 8 epochs).
+- large (100,000 images and more): arcface_torch's recipe for MS1M-scale sets: SGD lr 0.1 (momentum 0.9), weight
+  decay 5e-4, batch 128, 20 epochs, no warm-up, polynomial decay, the loss's own defaults (ArcFace s=64 m=0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+LARGE_FROM = 100_000  # images
+SMALL_VIEWS = 40_000  # image views a small set is trained for, within SMALL_EPOCHS
+SMALL_EPOCHS = (8, 15)
+SMALL_BATCH = (16, 64)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyper-parameters for one dataset size. loss_params: per loss name, values replacing the registry's defaults."""
+
+    name: str
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    warmup_epochs: float
+    schedule: str
+    loss_params: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def recipe_for(images: int, classes: int) -> Recipe:
+    """The recipe for a training set of `images` crops of `classes` people (module docstring)."""
+    if images < 1 or classes < 1:
+        raise ValueError(f"a training set needs images and people, got {images} images of {classes} people")
+    if images >= LARGE_FROM:
+        return Recipe("large", "sgd", 0.1, 5e-4, 128, 20, 0.0, "poly")
+    batch = min(max(SMALL_BATCH[0], 2 * round(images / 20)), SMALL_BATCH[1])
+    epochs = min(max(SMALL_EPOCHS[0], round(SMALL_VIEWS / images)), SMALL_EPOCHS[1])
+    return Recipe("small", "adamw", 2e-3, 0.05, batch, epochs, 1.0, "cosine", {"arcface": {"s": 32.0, "m": 0.3}})

@@ -1,0 +1,96 @@
+"""What train-recognize reads: the training source (RecordIO set or identity folders), its labels and people, and
+the crops as a dataset indexed by (epoch, sample), so that every random change is keyed by (seed, epoch, sample)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from facekit.data.datasets import FaceSource
+from facekit.data.images import decode_image
+from facekit.norms import ARCFACE, Normalization
+from facekit.recognition.augment import Augment, augment
+
+
+def open_training_source(data_path: Path):  # noqa: ANN201 - RecognitionSet | IdentityFolders
+    """recognition_train_data/ (cele.rec ...) or identity folders, and its class count."""
+    from facekit.data.folders import scan_identity_folders
+    from facekit.data.recset import open_recognition_set
+
+    if any(data_path.glob("*.rec")):
+        source = open_recognition_set(data_path)
+        classes = source.num_classes
+        if classes is None:
+            classes = 1 + max(source.read(k)[0] for k in source.image_keys)
+        return source, classes
+    folders = scan_identity_folders(data_path)
+    return folders, len(folders.identities)
+
+
+def source_labels(source) -> list[int]:  # noqa: ANN001
+    """The class of every item (reads each record's header for RecordIO sets)."""
+    if hasattr(source, "items"):
+        return [label for _, label in source.items]
+    if source.identity_ranges:
+        labels = [0] * len(source.image_keys)
+        for ident, (a, b) in source.identity_ranges.items():
+            for key in range(a, b):
+                labels[key - 1] = ident
+        return labels
+    return [source.read(k)[0] for k in source.image_keys]
+
+
+def training_people(source) -> list[str] | None:  # noqa: ANN001
+    """The names of the people in the training data: identity folder names, or for a RecordIO set the first path
+    component of its .lst entries (`person/file.jpg`, as pack-rec writes them); None when unknown."""
+    if hasattr(source, "identities"):
+        return list(source.identities)
+    if getattr(source, "lst_path", None) is None:
+        return None
+    from facekit.data.lst import read_lst
+
+    _, entries = read_lst(source.lst_path)
+    paths = [e.path.replace("\\", "/") for e in entries]
+    if not paths or not all("/" in p for p in paths):
+        return None
+    return sorted({p.split("/", 1)[0] for p in paths})
+
+
+class KeyedFaces(Dataset):
+    """Training crops indexed by (epoch, i) -> (float32 [3, H, W] normalised RGB, class). The random changes of
+    sample i in epoch e come from a generator seeded with (seed, e, i): the same in any worker, after any restart."""
+
+    def __init__(
+        self, source: FaceSource, *, seed: int, aug: Augment, norm: Normalization = ARCFACE, name: str = ""
+    ) -> None:
+        self.source, self.seed, self.aug, self.norm = source, seed, aug, norm
+        self.name = name or type(source).__name__
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key
+        label, data = self.source[index]
+        where = self.source.where(index) if hasattr(self.source, "where") else self.name
+        image = decode_image(data, f"{where}: item {index}")
+        image = augment(image, np.random.default_rng([self.seed, epoch, index]), self.aug)
+        return torch.from_numpy(self.norm(image)), label
+
+
+class KeyedSampler(Sampler):
+    """Pairs each index (or batch of indices) of `sampler` with the epoch it was drawn for."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):  # noqa: ANN204
+        epoch = self.sampler.epoch
+        for item in self.sampler:
+            yield [(epoch, i) for i in item] if isinstance(item, list) else (epoch, item)
