@@ -31,7 +31,7 @@ def test_knn_examples_end_to_end(cli, shared_data, orl_recognizer, scrfd, tmp_pa
                  "--save-annotated", tmp_path / "annotated")  # fmt: skip
     assert result.exit_code == 0, result.output
     threshold = json.loads((orl_recognizer / "metrics.json").read_text())["final"]["threshold"]
-    assert f"threshold {threshold:.4f} (calibrated by train-recognize)" in result.output
+    assert f"threshold {threshold:.4f} (calibrated on orl_val.bin, rule best-accuracy)" in result.output
     found = records(out.read_text())
     assert sorted(found) == sorted(p.name for p in (shared_data / KNN / "test").iterdir())
     for name, record in found.items():
@@ -159,7 +159,7 @@ def test_refuses_a_gallery_of_another_recognizer(cli, shared_data, random_recogn
     save_recognizer(same_size, create_backbone("mobilefacenet", embedding_size=32), RecognizerConfig(embedding_size=32,
                     backbone="mobilefacenet"))  # fmt: skip
     for model, message in [
-        (orl_recognizer, "gallery holds 32-d embeddings, recognizer facekit mobilefacenet (PyTorch) makes 128-d ones"),
+        (orl_recognizer, "gallery holds 32-d embeddings, recognizer facekit mobilefacenet (PyTorch) makes 512-d ones"),
         (same_size, "gallery was built by recognizer facekit mobilefacenet (PyTorch) (sha256 "),
     ]:
         for args in (["recognize", shared_data / KNN / "test", db, scrfd, model],
