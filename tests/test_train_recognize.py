@@ -148,10 +148,11 @@ def test_resume_ends_like_an_uninterrupted_run_with_augmentation(cli, six_people
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(six_people, tmp_path):
     """Same global batch on 1 and 2 processes (centres sharded over the 2): the losses agree. Not to the last
-    digit: BatchNorm normalises each process's half batch (Partial FC itself is exact: test_partial_fc.py)."""
+    digit: BatchNorm normalises each process's half batch (Partial FC itself is exact: test_partial_fc.py). On
+    clean crops, as when the tolerances were set: augmented halves spread the two BatchNorms further apart."""
     args = ["train-recognize", str(six_people), None, "--backbone", "mobilefacenet", "--embedding-size", "32",
             "--workers", "0", "--lr", "0.001", "--batch-size", "60", "--epochs", "4", "--val-every", "1",
-            "--no-onnx", "--no-flip"]  # fmt: skip
+            "--no-onnx", "--no-flip", "--no-augment"]  # fmt: skip
     histories = []
     for nproc in (1, 2):
         out = tmp_path / f"n{nproc}"

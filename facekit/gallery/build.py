@@ -96,7 +96,7 @@ def one_face_each(
     photos, photos without a face and photos with several go into `report`."""
     images = read_each(paths, report.unreadable, desc, progress)
     size = pipeline.recognizer.input_size
-    for photo in align_each(images, pipeline.detector, pipeline.settings, size=size, pick=pick):
+    for photo in align_each(images, pipeline.detect, size=size, pick=pick):
         if photo.face is None:
             report.no_face.append(str(photo.path))
             continue

@@ -98,22 +98,22 @@ class Photo:
 
 def align_each(
     images: Iterable[tuple[int, Path, np.ndarray]],
-    detector: object,
-    settings: DetectSettings,
+    detect: Callable[[np.ndarray], list[Face]],
     *,
     size: int,
     pick: str = "largest",
     workers: int = 1,
 ) -> Iterator[Photo]:
     """Detect, pick and align one face in each (position, path, BGR image) of `images` (as data.images.read_each
-    yields them), in input order. `workers` > 1 runs that many photos at once in threads (ONNX Runtime, PyTorch and
+    yields them), in input order; `detect` gives a photo's faces with landmarks (FacePipeline.detect).
+    `workers` > 1 runs that many photos at once in threads (ONNX Runtime, PyTorch and
     OpenCV release the GIL); at most 2 x workers decoded photos are held at once."""
     if pick not in PICKS:
         raise ValueError(f"unknown pick {pick!r}; known: {', '.join(PICKS)}")
 
     def one(index: int, path: Path, image: np.ndarray) -> Photo:
         photo = Photo(index, path, image.shape[:2])
-        photo.faces = [face for face in detector.detect(image, settings) if face.landmarks is not None]
+        photo.faces = detect(image)
         if photo.faces:
             photo.picked = pick_index(photo.faces, pick, photo.shape)
             photo.crop = align_face(image, photo.faces[photo.picked].landmarks, size)

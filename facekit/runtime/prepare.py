@@ -23,7 +23,7 @@ from facekit.data.verification import PAIRS_FORMAT, VerificationSet, sidecar_pat
 from facekit.errors import DataFormatError, FacekitError, LayoutError
 from facekit.fileio import atomic_write
 from facekit.runtime.detector import DetectSettings
-from facekit.runtime.pipeline import Photo, align_each
+from facekit.runtime.pipeline import FacePipeline, Photo, align_each
 
 ALIGNMENT_FILE = "alignment.json"
 ALIGNMENT_FORMAT = "facekit-alignment/1"
@@ -159,7 +159,13 @@ def align_folders(
 
     unreadable: list[str] = []
     images = read_each([folders.items[i][0] for i in todo], unreadable, "align", progress)
-    photos = align_each(images, detector, settings.detect, size=settings.size, pick=settings.pick, workers=workers)
+    photos = align_each(
+        images,
+        FacePipeline(detector, None, settings.detect).detect,
+        size=settings.size,
+        pick=settings.pick,
+        workers=workers,
+    )
     out.mkdir(parents=True, exist_ok=True)
     try:
         for n, photo in enumerate(photos, 1):
@@ -293,7 +299,13 @@ def align_in_memory(
     several: list[str] = []
     found: dict[int, bytes] = {}
     images = read_each([path for path, _ in folders.items], unreadable, "align", progress)
-    for photo in align_each(images, detector, settings.detect, size=settings.size, pick=settings.pick, workers=workers):
+    for photo in align_each(
+        images,
+        FacePipeline(detector, None, settings.detect).detect,
+        size=settings.size,
+        pick=settings.pick,
+        workers=workers,
+    ):
         if photo.crop is None:
             no_face.append(str(photo.path))
             continue
