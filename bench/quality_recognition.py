@@ -12,12 +12,12 @@ last --eval-people (50) are evaluation people, never trained on. The script runs
    other recipe flag) and no verification set, so nothing of the evaluation people reaches training;
 4. verification (10-fold accuracy, TAR@FAR=1e-3) of facekit and of eigenfaces (PCA fitted on the training people's
    crops) on the same pairs;
-5. the open-set split of the evaluation people (`facekit split-people`): the first 20 calibrate the threshold
-   (`facekit calibrate --write`, and eigenfaces by the same rule in evaluate-gallery), the next 20 form the gallery
-   (3 photos each; their other photos are probes), the last 10 are unknowns; `facekit evaluate-gallery` on the raw
-   photos;
+5. the open-set split of the evaluation people (`facekit split-people`): the first 20 calibrate the threshold at
+   pair FAR --far (1e-2; `facekit calibrate --write`, and eigenfaces by the same rule in evaluate-gallery), the
+   next 20 form the gallery (3 photos each; their other photos are probes), the last 10 are unknowns;
+   `facekit evaluate-gallery` on the raw photos;
 6. fine-tuning: `--pretrained DIR/recognizer --backbone-lr-mult 0.1` for --finetune-epochs more epochs on the
-   training people, verified on the same pairs.
+   training people, verified on the same pairs (a stopped run resumes from its checkpoint).
 
 DIR receives aligned/, people/, train_rec/, eval.bin (+ eval.json), openset/, recognizer/ (calibrated),
 finetuned/, results.json and a Markdown table (results.md). Training must fit --budget-minutes; the script fails
@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=60.0, help="Wall time allowed for training.")
     parser.add_argument("--finetune-epochs", type=int, default=2, help="0 skips the fine-tuning step.")
     parser.add_argument("--train-args", default="", help="Extra train-recognize options (default: none).")
+    parser.add_argument("--far", default="0.01", help="Calibrate the open-set threshold at this pair FAR.")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +136,10 @@ def main() -> None:
          *extra)  # fmt: skip
     step("split", openset / "split.json", "split-people", eval_raw, openset, "--calibration", 20, "--gallery", 20,
          "--unknown", 10, "--gallery-photos", 3)  # fmt: skip
-    times["calibrate"] = facekit("calibrate", recognizer, openset / "calibration", "--detect", args.detect, "--write")
+    pick = ("--pick", "center")  # loose crops around one person, as aligned above
+    times["calibrate"] = facekit(
+        "calibrate", recognizer, openset / "calibration", "--detect", args.detect, *pick, "--far", args.far, "--write"
+    )
 
     results = {"data": str(args.data), "train_people": [train_names[0], train_names[-1], len(train_names)],
                "eval_people": [eval_names[0], eval_names[-1], len(eval_names)], "cpus": os.cpu_count(),
@@ -147,15 +151,15 @@ def main() -> None:
     evaluation = out / "openset_eval"
     times["evaluate_gallery"] = facekit(
         "evaluate-gallery", openset / "gallery", openset / "probe", args.detect, recognizer,
-        "--calibration", openset / "calibration", "--baseline-fit", out / "train_rec", "--out", evaluation,
+        "--calibration", openset / "calibration", "--far", args.far, *pick, "--baseline-fit", out / "train_rec",
+        "--out", evaluation,
     )  # fmt: skip
     results["open_set"] = json.loads((evaluation / "metrics.json").read_text())
     if args.finetune_epochs:
         finetuned = out / "finetuned"
-        times["finetune"] = facekit(
-            "train-recognize", out / "train_rec", finetuned, "--pretrained", recognizer, "--backbone-lr-mult", 0.1,
-            "--epochs", args.finetune_epochs, *extra,
-        )  # fmt: skip
+        resume = ["--resume"] if (finetuned / "checkpoint.pt").exists() else []
+        step("finetune", finetuned / "model.pt", "train-recognize", out / "train_rec", finetuned, "--pretrained",
+             recognizer, "--backbone-lr-mult", 0.1, "--epochs", args.finetune_epochs, *resume, *extra)  # fmt: skip
         results["verification"]["facekit fine-tuned"] = verify(recognizer_embed(finetuned), pairs)
     results["seconds"] = {k: round(v, 1) for k, v in times.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

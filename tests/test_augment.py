@@ -69,9 +69,28 @@ def test_crop_moves_and_scales_within_its_strength():
     assert 0.5 < max(moved) <= 0.08 * 112 * np.sqrt(2) + 0.5
 
 
+def test_rotate_turns_about_the_centre_within_its_strength():
+    """Two dots on a horizontal line through the centre end up on a line turned by at most 10 degrees."""
+    dots = np.zeros((112, 112, 3), np.uint8)
+    dots[55:57, [25, 26, 85, 86]] = 255
+    angles = []
+    for i in range(20):
+        out = augment(dots, keyed(0, 0, i), dataclasses.replace(NONE, rotate=10.0)).max(-1).astype(float)
+        ys, xs = np.indices(out.shape)
+        left, right = xs < 56, xs >= 56
+        centres = [
+            ((xs * out * m).sum() / (out * m).sum(), (ys * out * m).sum() / (out * m).sum()) for m in (left, right)
+        ]
+        (x0, y0), (x1, y1) = centres
+        angles.append(abs(np.degrees(np.arctan2(y1 - y0, x1 - x0))))
+    assert 1.0 < max(angles) <= 10.5
+
+
 def test_strengths_are_checked():
     with pytest.raises(ValueError, match="erase must lie in"):
         Augment(erase=1.5)
+    with pytest.raises(ValueError, match=r"rotate must lie in \[0, 180\]"):
+        Augment(rotate=200)
 
 
 def test_cli_defaults_are_augment_defaults():

@@ -48,14 +48,15 @@ def onnx_metadata(path: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_calibrate_on_a_bin_and_on_identity_folders(cli, shared_data, random_recognizer, people3):
+def test_calibrate_on_a_bin_and_on_identity_folders(cli, shared_data, random_recognizer, exported, people3):
     from facekit.runtime.recognizer import TorchRecognizer
 
-    result = cli("calibrate", random_recognizer, shared_data / ORL_VAL, "--far", "0.01", "--json")
+    result = cli("calibrate", exported, shared_data / ORL_VAL, "--far", "0.01", "--json", "--backend", "onnx")
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     assert (found["pairs"], found["same_pairs"], found["people"], found["rule"]) == (400, 200, None, "far=0.01")
     assert found["source"] == str(shared_data / ORL_VAL) and found["far"] <= 0.01 and found["detector"] is None
+    assert found["embedder"] == "ONNX recognizer.onnx"
 
     result = cli("calibrate", random_recognizer, people3)
     assert result.exit_code == 0, result.output

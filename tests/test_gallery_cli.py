@@ -274,9 +274,10 @@ def test_orl_open_set_with_unseen_people(cli, shared_data, orl_recognizer, scrfd
     print(f"\nrank-1 facekit {ours['rank1']} vs eigenfaces {eigen['rank1']}; TAR@FAR1e-2 "
           f"{ours['tar_at_far']['0.01']} vs {eigen['tar_at_far']['0.01']}; unknowns rejected "
           f"{ours['rejection_rate']} vs {eigen['rejection_rate']}")  # fmt: skip
-    # 5 people with 3 photos each is an easy closed set: both find nearly every probe (one run: 1.0 and 1.0). On
-    # the open-set side, at thresholds calibrated on 3 unseen people, eigenfaces did better on ORL's studio photos
-    # (TAR@FAR 1e-2 0.94 vs 0.80, unknowns rejected 0.55 vs 0.10): nothing here says facekit wins what it did not.
+    # 5 people with 3 photos each is an easy closed set: both found every probe in our runs. The open-set figures
+    # hang on the training run and the rule: a run of the default recipe ranked perfectly (TAR@FAR 1e-2 1.00 vs
+    # eigenfaces' 0.94) but its best-accuracy threshold from 3 people rejected no unknown (eigenfaces: 0.55; --far
+    # 0.01 on the same people: 0.95). Asserted is only what does not depend on one run.
     assert ours["rank1"] >= 0.9 and eigen["rank1"] >= 0.9
     assert None not in (ours["tar_at_far"]["0.01"], eigen["tar_at_far"]["0.01"])
     for name in ("cmc.png", "roc.png"):

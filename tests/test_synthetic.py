@@ -15,7 +15,7 @@ from facekit.data.labels import read_labels
 from facekit.data.lst import Property, read_lst, read_property
 from facekit.data.recset import open_recognition_set
 from facekit.data.synthetic import ExampleSummary, canonical_crop, example_identities, make_example_data
-from facekit.data.verification import load_bin
+from facekit.data.verification import bin_people, load_bin
 
 SEED = 0
 FACE_REGION = np.s_[8:104, 12:100]  # of a 112x112 aligned crop: the face and hair, little background
@@ -72,10 +72,12 @@ def test_counts_match_summary(example):
         "verification_pairs": 300,
         "verification_same_pairs": 150,
         "gallery_people": 10,
-        "gallery_photos": 20,
+        "gallery_photos": 30,
         "probe_known_photos": 30,
-        "probe_unknown_people": 4,
-        "probe_unknown_photos": 8,
+        "probe_unknown_people": 8,
+        "probe_unknown_photos": 16,
+        "calibration_people": 10,
+        "calibration_photos": 60,
     }
     for split, count in summary.detection_images.items():
         _, images = read_labels(root / "detection_train_data" / split / "label.txt")
@@ -95,6 +97,8 @@ def test_counts_match_summary(example):
     assert sum(n for name, n in probe.items() if name.startswith("person_")) == summary.probe_known_photos
     unknown = {name: n for name, n in probe.items() if name.startswith("stranger_")}
     assert (len(unknown), sum(unknown.values())) == (summary.probe_unknown_people, summary.probe_unknown_photos)
+    calibration = {p.name: len(list(p.glob("*.jpg"))) for p in (root / "calibration").iterdir()}
+    assert (len(calibration), sum(calibration.values())) == (summary.calibration_people, summary.calibration_photos)
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -172,7 +176,7 @@ def test_scene_faces_realign_to_their_identity(example, truth, canonical):
         own.append(scores.pop(entry["identity"]))
         others.extend(scores.values())
         best.append(own[-1] > max(scores.values()))
-    assert len(own) == 50
+    assert len(own) == 60  # 10 gallery people x (3 gallery + 3 probe photos)
     assert np.mean(own) > 0.7 and min(own) > 0.4  # seeds 0, 1, 2, 5: mean 0.79-0.84, min 0.51-0.67
     assert np.mean(own) - np.mean(others) > 0.25  # 0.31-0.37
     assert np.mean(best) >= 0.85  # 0.94-1.0
@@ -187,6 +191,8 @@ def test_verification_pairs_are_held_out_identities(example, truth, canonical):
     trained = {e.path.split("/")[0] for e in entries}
     held_out = {name for pair in pairs for name in pair}
     assert len(held_out) == 10 and all(name.startswith("heldout_") for name in held_out) and not held_out & trained
+    assert bin_people(root / "example_val.bin") == sorted(held_out)  # the sidecar lets training check for overlap
+    assert {p.name for p in (example[0] / "calibration").iterdir()} == held_out  # their photos calibrate open set
     # and the pixels agree: each .bin image looks most like one of the held-out people, and mostly the named one
     names = sorted(trained | held_out)
     bank = np.stack([canonical[n] for n in names])
@@ -201,7 +207,9 @@ def test_truth_matches_gallery_and_probe_folders(example, truth):
     root = example[0]
     assert truth["seed"] == SEED
     on_disk = {
-        p.relative_to(root).as_posix() for folder in ("gallery", "probe") for p in (root / folder).rglob("*.jpg")
+        p.relative_to(root).as_posix()
+        for folder in ("gallery", "probe", "calibration")
+        for p in (root / folder).rglob("*.jpg")
     }
     assert set(truth["images"]) == on_disk
     gallery_people = {p.name for p in (root / "gallery").iterdir()}
@@ -213,4 +221,4 @@ def test_truth_matches_gallery_and_probe_folders(example, truth):
         assert points.shape == (5, 2) and box[2] - box[0] >= 40
         assert (box >= 0).all() and box[2] <= width and box[3] <= height
         assert (points >= box[:2]).all() and (points <= box[2:]).all()
-    assert {p.name for p in (root / "probe").iterdir()} == gallery_people | {f"stranger_{i:02d}" for i in range(4)}
+    assert {p.name for p in (root / "probe").iterdir()} == gallery_people | {f"stranger_{i:02d}" for i in range(8)}

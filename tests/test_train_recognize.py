@@ -245,10 +245,11 @@ def pairs_bin(shared_data, path, people, same, different, seed=0):
 
 
 @pytest.mark.slow
-def test_fine_tuning_keeps_accuracy_on_unseen_people(cli, orl_recognizer, shared_data, tmp_path):
+def test_fine_tuning_learns_new_people_and_keeps_unseen_ones(cli, orl_recognizer, shared_data, tmp_path):
     """The ORL s1-s30 recognizer fine-tuned on new people (s31-s35, a new head) with --backbone-lr-mult 0.1 and a
-    frozen first epoch, verified on s36-s40 (seen by neither). Its backbone and size come from the model's config.
-    A second set, of training people, is flagged and not used to calibrate the threshold."""
+    frozen first epoch: better on pairs of s31-s35 (new.bin, flagged as sharing people with the training data, so
+    not used for the threshold), as good on s36-s40 (unseen.bin, seen by neither run; measured 0.89 -> 0.875 and
+    0.86 -> 0.893). Its backbone and embedding size come from the model's config."""
     from facekit.data.verification import load_bin
     from facekit.recognition.verification import embed_pairs, verification_metrics
     from facekit.runtime.recognizer import load_face_recognizer
@@ -256,32 +257,37 @@ def test_fine_tuning_keeps_accuracy_on_unseen_people(cli, orl_recognizer, shared
     data = tmp_path / "data"
     for person in range(31, 36):
         shutil.copytree(shared_data / f"faces/orl_aligned_112/s{person}", data / f"s{person}")
-    unseen = pairs_bin(shared_data, tmp_path / "unseen.bin", [f"s{p}" for p in range(36, 41)], 100, 100)
-    leak = pairs_bin(shared_data, tmp_path / "leak.bin", [f"s{p}" for p in range(31, 36)], 150, 150)
-    before = load_face_recognizer(orl_recognizer)
-    vset = load_bin(unseen)
-    emb = embed_pairs(vset, lambda crops: before.embed(crops), flip=True)
-    accuracy_before = verification_metrics(emb, vset.issame).accuracy
+    bins = {
+        "unseen": pairs_bin(shared_data, tmp_path / "unseen.bin", [f"s{p}" for p in range(36, 41)], 100, 100),
+        "new": pairs_bin(shared_data, tmp_path / "new.bin", [f"s{p}" for p in range(31, 36)], 150, 150),
+    }
+    before_model = load_face_recognizer(orl_recognizer)
+    before = {}
+    for name, path in bins.items():
+        vset = load_bin(path)
+        before[name] = verification_metrics(embed_pairs(vset, before_model.embed, flip=True), vset.issame).accuracy
 
     out = tmp_path / "tuned"
     args = ["--pretrained", orl_recognizer, "--backbone-lr-mult", 0.1, "--freeze-backbone-epochs", 1, "--epochs", 3]
-    result = cli("train-recognize", data, out, *args, "--val", unseen, "--val", leak, "--workers", 0, "--no-onnx")
+    vals = ["--val", bins["unseen"], "--val", bins["new"]]
+    result = cli("train-recognize", data, out, *args, *vals, "--workers", 0, "--no-onnx")
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["final"]["val_unseen_acc"] >= accuracy_before - 0.02, (metrics["final"], accuracy_before)
+    final = metrics["final"]
+    assert final["val_new_acc"] > before["new"], (final, before)
+    assert final["val_unseen_acc"] >= before["unseen"] - 0.03, (final, before)
     trained = metrics["trained_with"]
-    assert (trained["backbone"], trained["embedding_size"]) == (before.config.backbone, before.config.embedding_size)
-    assert metrics["calibration"]["source"] == str(unseen)
+    config = before_model.config
+    assert (trained["backbone"], trained["embedding_size"]) == (config.backbone, config.embedding_size)
+    assert metrics["calibration"]["source"] == str(bins["unseen"])  # new.bin has more pairs, but known people
     assert metrics["calibration"]["people"] == [f"s{p}" for p in range(36, 41)]
-    assert metrics["verification_people"]["leak"]["shared_with_training"] == [f"s{p}" for p in range(31, 36)]
+    assert metrics["verification_people"]["new"]["shared_with_training"] == [f"s{p}" for p in range(31, 36)]
     log = (out / "train.log").read_text()
-    assert "leak.bin shares 5 of its 5 people with the training data" in log
+    assert "new.bin shares 5 of its 5 people with the training data" in log
     assert "the 5 people here get a new head" in log
     after = load_face_recognizer(out)
-    assert after.config.calibration["source"] == str(unseen) and after.threshold == metrics["calibration"]["threshold"]
-    tuned = torch.load(out / "model.pt", weights_only=True)["state_dict"]
-    start = torch.load(orl_recognizer / "model.pt", weights_only=True)["state_dict"]
-    assert any(not torch.equal(tuned[k], start[k]) for k in start if start[k].is_floating_point())
+    assert after.config.calibration["source"] == str(bins["unseen"])
+    assert after.threshold == metrics["calibration"]["threshold"]
 
 
 def test_freezing_keeps_the_backbone_and_its_statistics(cli, six_people, random_recognizer, tmp_path):

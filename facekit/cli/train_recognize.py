@@ -11,7 +11,7 @@ from facekit.cli.options import RegistryChoice
 
 RECIPE = "from the recipe"
 UNIT = click.FloatRange(0, 1)
-AUGMENT = ("flip", "crop", "color", "grey", "blur", "lowres", "erase")
+AUGMENT = ("flip", "crop", "color", "grey", "blur", "lowres", "erase", "rotate")
 
 
 def _backbones() -> list[str]:
@@ -110,13 +110,25 @@ def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     "--aug-erase", default=0.2, show_default=True, type=UNIT, help="Probability of erasing a patch (2-20 %) with noise."
 )
 @click.option(
+    "--aug-rotate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 180),
+    help="Random rotation, up to +- this many degrees (crops aligned by a weak detector's landmarks).",
+)
+@click.option(
     "--amp",
     type=click.Choice(["none", "fp16", "bf16"]),
     default="bf16",
     show_default=True,
     help="Mixed precision on CUDA.",
 )
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="On CUDA.")
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=True,
+    show_default=True,
+    help="NHWC memory order (faster on CUDA and CPU).",
+)
 @click.option("--clip-grad", default=5.0, show_default=True, type=click.FloatRange(min=0), help="0 = off.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)

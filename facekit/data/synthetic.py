@@ -36,8 +36,9 @@ JPEG_QUALITY = 90
 DETECTION_IMAGES = {"train": 80, "val": 20, "test": 10}
 RECOGNITION_IDENTITIES, RECOGNITION_PER_IDENTITY = 40, 15
 VERIFICATION_IDENTITIES, VERIFICATION_PER_IDENTITY, VERIFICATION_PAIRS = 10, 10, 300
-GALLERY_PEOPLE, GALLERY_PHOTOS, PROBE_PHOTOS = 10, 2, 3
-STRANGERS, STRANGER_PHOTOS = 4, 2
+GALLERY_PEOPLE, GALLERY_PHOTOS, PROBE_PHOTOS = 10, 3, 3  # 3 enrolment photos each, as the open-set protocol
+STRANGERS, STRANGER_PHOTOS = 8, 2
+CALIBRATION_PHOTOS = 6  # scene photos of each verification (held-out) person, to calibrate the open-set threshold
 
 Colour = tuple[float, float, float]  # BGR, 0..255
 
@@ -60,7 +61,7 @@ IRIS_COLOURS = np.array(
 )
 FRAME_COLOURS = np.array([[25, 25, 25], [30, 50, 80], [60, 150, 190], [170, 170, 170]], np.float32)
 
-_STREAMS = ("identities", "detection", "recognition", "verification", "gallery", "probe")
+_STREAMS = ("identities", "detection", "recognition", "verification", "gallery", "probe", "calibration")
 _SHIFT = 4  # cv2 draws at sub-pixel positions given as fixed-point numbers with 4 fraction bits
 _LINE_AA = 16  # cv2.LINE_AA, without importing cv2 at module import
 
@@ -164,6 +165,8 @@ class ExampleSummary:
     probe_known_photos: int
     probe_unknown_people: int
     probe_unknown_photos: int
+    calibration_people: int
+    calibration_photos: int
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -881,9 +884,11 @@ def _write_recognition(root: Path, people: dict[str, Identity], rng: np.random.G
     return len(samples)
 
 
-def _write_verification(path: Path, people: dict[str, Identity], rng: np.random.Generator) -> list[tuple[str, str]]:
+def _write_verification(
+    path: Path, people: dict[str, Identity], rng: np.random.Generator, seed: int
+) -> list[tuple[str, str]]:
     """A .bin of VERIFICATION_PAIRS pairs (the first half same, the rest different, then shuffled) of crops of
-    `people`; returns the names in each pair."""
+    `people`, with the sidecar that names them; returns the names in each pair."""
     crops = {
         name: [
             encode_jpeg(_crop(ident, sample_variation(rng), rng), JPEG_QUALITY)
@@ -900,7 +905,10 @@ def _write_verification(path: Path, people: dict[str, Identity], rng: np.random.
         pairs.append((a, int(i), b, int(j)))
     pairs = [pairs[k] for k in rng.permutation(len(pairs))]
     images = [image for a, i, b, j in pairs for image in (crops[a][i], crops[b][j])]
-    write_bin(path, VerificationSet(images, [a == b for a, _, b, _ in pairs]))
+    sidecar = {"people": sorted(people), "pairs": len(pairs), "same": VERIFICATION_PAIRS // 2, "folds": None,
+               "person_disjoint_folds": False, "seed": seed, "source": "facekit make-example-data",
+               "aligned_by": None, "size": CROP_SIZE}  # fmt: skip
+    write_bin(path, VerificationSet(images, [a == b for a, _, b, _ in pairs]), sidecar)
     return [(a, b) for a, _, b, _ in pairs]
 
 
@@ -928,9 +936,11 @@ def make_example_data(out_dir: str | os.PathLike, *, seed: int = 0) -> ExampleSu
     """Write a small synthetic instance of every layout under `out_dir`, deterministic for `seed`:
 
     detection_train_data/{train,val,test}, recognition_train_data/{cele.rec,cele.idx,cele.lst,property,
-    example_val.bin} (verification pairs of identities not in cele.rec), gallery/<person>/*.jpg,
-    probe/<person or stranger>/*.jpg and truth.json: {"seed", "images": {path under out_dir: {"identity",
-    "in_gallery", "boxes": [[x1, y1, x2, y2]], "landmarks": [[[x, y] x 5]]}}, "verification_pairs": [[name, name]]}.
+    example_val.bin + example_val.json} (verification pairs of identities not in cele.rec, and their names),
+    gallery/<person>/*.jpg, probe/<person or stranger>/*.jpg, calibration/<held-out person>/*.jpg (photos of the
+    verification people, to calibrate the threshold on people outside the gallery) and truth.json: {"seed",
+    "images": {path under out_dir: {"identity", "in_gallery", "boxes": [[x1, y1, x2, y2]], "landmarks":
+    [[[x, y] x 5]]}}, "verification_pairs": [[name, name]]}.
     """
     out = Path(out_dir)
     rngs = _streams(seed)
@@ -939,11 +949,12 @@ def make_example_data(out_dir: str | os.PathLike, *, seed: int = 0) -> ExampleSu
     det_images, det_faces = _write_detection(out / "detection_train_data", rngs["detection"])
     rec_images = _write_recognition(out / "recognition_train_data", group["id"], rngs["recognition"])
     pairs = _write_verification(
-        out / "recognition_train_data" / "example_val.bin", group["heldout"], rngs["verification"]
+        out / "recognition_train_data" / "example_val.bin", group["heldout"], rngs["verification"], seed
     )
     truth = _write_photos(out, "gallery", group["person"], GALLERY_PHOTOS, True, rngs["gallery"])
     truth |= _write_photos(out, "probe", group["person"], PROBE_PHOTOS, True, rngs["probe"])
     truth |= _write_photos(out, "probe", group["stranger"], STRANGER_PHOTOS, False, rngs["probe"])
+    truth |= _write_photos(out, "calibration", group["heldout"], CALIBRATION_PHOTOS, False, rngs["calibration"])
     with atomic_write(out / "truth.json") as f:
         json.dump({"seed": seed, "images": truth, "verification_pairs": pairs}, f, indent=1)
     return ExampleSummary(
@@ -959,4 +970,6 @@ def make_example_data(out_dir: str | os.PathLike, *, seed: int = 0) -> ExampleSu
         probe_known_photos=len(group["person"]) * PROBE_PHOTOS,
         probe_unknown_people=len(group["stranger"]),
         probe_unknown_photos=len(group["stranger"]) * STRANGER_PHOTOS,
+        calibration_people=len(group["heldout"]),
+        calibration_photos=len(group["heldout"]) * CALIBRATION_PHOTOS,
     )

@@ -132,9 +132,16 @@ def load_bin(path: str | os.PathLike) -> VerificationSet:
     return VerificationSet([bytes(b) for b in bins], [bool(v) for v in issame])
 
 
-def write_bin(path: str | os.PathLike, vset: VerificationSet) -> None:
-    """Write a .bin that insightface's verification code (and facekit) reads."""
+def write_bin(path: str | os.PathLike, vset: VerificationSet, sidecar: dict | None = None) -> None:
+    """Write a .bin that insightface's verification code (and facekit) reads, atomically. With `sidecar` (at least
+    {"people": [names]}; data_layouts/verification_bin.md), also its sidecar, written after the .bin with the
+    "format" key added; any old sidecar is removed first, so none ever names the people of another .bin."""
     if len(vset.images) != 2 * len(vset.issame):
         raise ValueError(f"{len(vset.images)} images for {len(vset.issame)} pairs")
+    side = sidecar_path(path)
+    side.unlink(missing_ok=True)
     with atomic_write(path, "wb") as f:
         pickle.dump((list(vset.images), list(vset.issame)), f, protocol=4)
+    if sidecar is not None:
+        with atomic_write(side) as f:
+            json.dump({"format": PAIRS_FORMAT} | sidecar, f, indent=1)

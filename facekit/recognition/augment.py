@@ -6,6 +6,8 @@ draws from global generators.)
 The changes, in the order they run, each off at 0:
   flip    mirror image, with probability `flip`
   crop    random scale and shift: zoom by up to +-`crop`, move by up to +-`crop` of the side (reflected border)
+  rotate  random rotation by up to +-`rotate` degrees, in the same warp (crops aligned by a weak detector's landmarks
+          are turned and shifted: train with what the aligner gets wrong)
   color   brightness, contrast and saturation each scaled by a factor in [1 - color, 1 + color]
   grey    greyscale, with probability `grey`
   blur    Gaussian blur (sigma 0.5-1.5 px), with probability `blur`
@@ -33,12 +35,13 @@ class Augment:
     blur: float = 0.1
     lowres: float = 0.15
     erase: float = 0.2
+    rotate: float = 0.0  # degrees
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"augmentation {f.name} must lie in [0, 1], got {value}")
+            value, top = getattr(self, f.name), 180.0 if f.name == "rotate" else 1.0
+            if not 0.0 <= value <= top:
+                raise ValueError(f"augmentation {f.name} must lie in [0, {top:g}], got {value}")
 
     @property
     def active(self) -> bool:
@@ -55,10 +58,11 @@ def augment(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.nda
     h, w = image.shape[:2]
     if rng.random() < aug.flip:
         image = image[:, ::-1]
-    if aug.crop:
+    if aug.crop or aug.rotate:
         scale = 1 + rng.uniform(-aug.crop, aug.crop)
         dx, dy = rng.uniform(-aug.crop, aug.crop, 2) * (w, h)
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, scale)
+        angle = rng.uniform(-aug.rotate, aug.rotate) if aug.rotate else 0.0  # no draw when off: old keys stay
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
         matrix[:, 2] += (dx, dy)
         image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if aug.color:

@@ -1,7 +1,7 @@
 """Recognizer training (`facekit train-recognize`): a backbone from the registry (from scratch or fine-tuned from
 --pretrained, with its own learning-rate multiplier and optional frozen first epochs), a loss from the registry
 (margin losses through Partial FC), the dataset's recipe for whatever is not given (recipe.py), keyed augmentation
-(augment.py), SGD or AdamW with warm-up then polynomial or cosine decay, AMP and channels_last on CUDA, gradient
+(augment.py), SGD or AdamW with warm-up then polynomial or cosine decay, AMP on CUDA, channels_last, gradient
 clipping, DDP under torchrun, atomic checkpoints every N steps with exact resume (also with another number of
 processes), verification on .bin sets with the threshold calibrated on one of them, TensorBoard, and the model
 directory at the end.
@@ -110,7 +110,7 @@ class _Trainer:
         )
         cuda = dist.device.type == "cuda"
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(s.amp) if cuda else None
-        memory_format = torch.channels_last if cuda and s.channels_last else torch.contiguous_format
+        memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         trunk = Trunk(self.backbone, self.loss_fn, self.head is not None).to(dist.device, memory_format=memory_format)
         if self.head is not None:

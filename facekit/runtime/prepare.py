@@ -19,7 +19,7 @@ from facekit.data.images import decode_image, encode_jpeg, read_each
 from facekit.data.lst import Property
 from facekit.data.pairs import FOLDS, sample_pairs
 from facekit.data.recset import Sample, write_recognition_set
-from facekit.data.verification import PAIRS_FORMAT, VerificationSet, sidecar_path, write_bin
+from facekit.data.verification import PAIRS_FORMAT, VerificationSet, write_bin
 from facekit.errors import DataFormatError, FacekitError, LayoutError
 from facekit.fileio import atomic_write
 from facekit.runtime.detector import DetectSettings
@@ -370,7 +370,7 @@ def write_pairs_bin(
     crops: Crops, out: str | os.PathLike, *, pairs: int, seed: int, source: str, aligned_by: str | None
 ) -> BinReport:
     """Sample balanced pairs of `crops` (data.pairs) and write them to the .bin `out` (atomically) and its sidecar
-    `out` with .json (written after the .bin; a stale sidecar is removed first, so none ever names other people)."""
+    `out` with .json (data.verification.write_bin)."""
     plan = sample_pairs(crops.counts(), pairs, seed=seed)
     by_person: list[list[bytes]] = [[] for _ in crops.identities]
     for label, _, data in crops.items:
@@ -389,9 +389,5 @@ def write_pairs_bin(
         "aligned_by": aligned_by,
         "size": crops.size,
     }
-    side = sidecar_path(out)
-    side.unlink(missing_ok=True)
-    write_bin(out, VerificationSet(images, [same for *_, same in plan.pairs]))
-    with atomic_write(side) as f:
-        json.dump(sidecar, f, indent=1)
+    write_bin(out, VerificationSet(images, [same for *_, same in plan.pairs]), sidecar)
     return BinReport(len(plan.pairs), pairs, people, sidecar, plan.fold_people is not None)
