@@ -120,7 +120,20 @@ def test_partial_fc_sample_rate_half_trains(cli, six_people, tmp_path):
 def test_resume_ends_like_an_uninterrupted_run_with_augmentation(cli, six_people, tmp_path, monkeypatch):
     from facekit.recognition import train
 
-    args = [*SMALL, "--batch-size", 12, "--epochs", 2, "--val-every", 2, "--save-every", 3, "--no-onnx"]
+    args = [
+        *SMALL,
+        "--batch-size",
+        12,
+        "--epochs",
+        2,
+        "--val-every",
+        2,
+        "--save-every",
+        3,
+        "--no-onnx",
+        "--aug-rotate",
+        10,
+    ]
     assert cli("train-recognize", six_people, tmp_path / "a", *args).exit_code == 0
     step = train._Trainer.train_step
 
