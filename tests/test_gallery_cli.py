@@ -20,6 +20,7 @@ def records(text: str) -> dict[str, dict]:
     return {Path(r["image"]).name: r for r in map(json.loads, text.splitlines())}
 
 
+@pytest.mark.slow  # the session's ORL recognizer: 5 minutes of training
 def test_knn_examples_end_to_end(cli, shared_data, orl_recognizer, scrfd, tmp_path):
     """The gallery is built with the PyTorch model directory and searched with its ONNX export: one fingerprint."""
     db = tmp_path / "db"
@@ -144,6 +145,7 @@ def test_no_face_at_all_writes_nothing(cli, shared_data, random_recognizer, scrf
     assert not (tmp_path / "g.h5").exists()
 
 
+@pytest.mark.slow  # the session's ORL recognizer: 5 minutes of training
 def test_refuses_a_gallery_of_another_recognizer(cli, shared_data, random_recognizer, orl_recognizer, scrfd, tmp_path):
     import torch
 
