@@ -165,16 +165,26 @@ def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotate
     batch.clear()
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (OWASP CSV injection)
+
+
+def csv_text(value: str) -> str:
+    """A text cell that a spreadsheet shows as text: a leading ' before = + - @ tab or CR (the OWASP rule)."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _csv_writer(sink: IO):  # noqa: ANN202
-    """One row per face (and one with empty face columns for a photo without faces); identity "unknown"."""
+    """One row per face (and one with empty face columns for a photo without faces); identity "unknown". Text cells
+    (photo path, identity) pass through csv_text, so a name like =HYPERLINK(...) is not run as a formula."""
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
 
     def write(record: dict) -> None:
+        image = csv_text(record["image"])
         if not record["faces"]:
-            writer.writerow([record["image"]] + [""] * (len(CSV_COLUMNS) - 1))
+            writer.writerow([image] + [""] * (len(CSV_COLUMNS) - 1))
         for i, face in enumerate(record["faces"]):
-            writer.writerow([record["image"], i, *face["box"], face["score"], face["identity"] or "unknown",
+            writer.writerow([image, i, *face["box"], face["score"], csv_text(face["identity"] or "unknown"),
                              face["similarity"]])  # fmt: skip
 
     return write

