@@ -9,6 +9,8 @@ anything but tensors and plain containers (`torch.load(weights_only=True)`).
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 
 from facekit import __version__
@@ -52,6 +54,13 @@ def read_torch_file(path: str | os.PathLike) -> object:
         raise MissingDataError(f"{p}: no such file" + (f" (expected {MODEL_FILE} in the folder)" if p.is_dir() else ""))
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler met a global: never retry without it
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise DataFormatError(
+            f"{file}: refused: it holds Python objects{what}, not only tensors and plain containers; facekit never "
+            "runs code from a model file"
+        ) from None
     except Exception as exc:  # torch raises many types on a bad file
         message = str(exc).splitlines()[0] if str(exc) else ""
         raise DataFormatError(f"{file}: not a readable PyTorch file ({type(exc).__name__}: {message})") from None
