@@ -210,15 +210,22 @@ def db_info_cmd(db_path: Path, as_json: bool) -> None:
 @click.argument("db_path", type=click.Path(exists=True, path_type=Path))
 @click.option("--sources", is_flag=True, help="List every photo of each identity.")
 def db_list_cmd(db_path: Path, sources: bool) -> None:
-    """Identities and their number of faces (tab-separated), in gallery order."""
+    """Identities and their number of faces (tab-separated), in gallery order; a backslash or control character
+    in a name or path is escaped (\\\\, \\n, \\t, \\r, \\xNN), so each entry stays one line."""
     from facekit.gallery.store import Gallery, gallery_file
 
     g = Gallery.load(gallery_file(db_path))
     for i, (name, count) in enumerate(g.counts().items()):
-        click.echo(f"{name}\t{count}")
+        click.echo(f"{one_line(name)}\t{count}")
         if sources:
             for source in (s for s, j in zip(g.sources, g.identity_index, strict=True) if j == i):
-                click.echo(f"\t{source}")
+                click.echo(f"\t{one_line(source)}")
+
+
+def one_line(text: str) -> str:
+    """`text` with backslash and control characters escaped (\\\\, \\n, \\t, \\r, \\xNN), so one entry is one line."""
+    named = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    return "".join(named.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c) for c in text)
 
 
 @db_group.command("remove")

@@ -44,3 +44,14 @@ def test_pickle_payload_in_a_model_is_refused(cli, shared_data, scrfd, hostile_m
         assert "weights_only" not in line and "trusted" not in line, (name, line)
         assert not marker.exists(), name
     assert not (tmp_path / "g.h5").exists()
+
+
+def test_db_list_keeps_each_name_on_one_line(cli, shared_data, scrfd, random_recognizer, tmp_path):
+    """An identity folder whose name holds a newline and a tab (legal on Linux) is enrolled under that name, and
+    db list escapes it, so a script reading one entry per line is not fooled into seeing another person."""
+    name = "mallory\nobama\t9"
+    photo = copy(shared_data / OBAMA, tmp_path / "people" / name / "a.jpg")
+    db = tmp_path / "g.h5"
+    assert cli("build-db", tmp_path / "people", scrfd, random_recognizer, db).exit_code == 0
+    escaped = str(photo).replace("\n", "\\n").replace("\t", "\\t")
+    assert cli("db", "list", db, "--sources").output == f"mallory\\nobama\\t9\t1\n\t{escaped}\n"
