@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import pick_option, pipeline_options
+from facekit.cli.options import FLIP, cli_pipeline, pick_option, pipeline_options
 
 FAR = click.option(
     "--far",
@@ -48,7 +48,7 @@ def rule(far: float | None, best_accuracy: bool) -> float | None:
     "Default: they hold aligned crops.",
 )
 @pick_option()
-@click.option("--flip/--no-flip", default=False, show_default=True, help="Average each face with its mirror.")
+@FLIP
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
 @pipeline_options(batch=False)
 def calibrate_cmd(model: Path, pairs: Path, far: float | None, best_accuracy: bool, write: bool,
@@ -63,8 +63,6 @@ def calibrate_cmd(model: Path, pairs: Path, far: float | None, best_accuracy: bo
     gallery nor the probe people of an evaluation. Exit codes: 0 done, 1 bad input, 2 usage error.
     """
     from facekit.gallery.protocol import calibration_set
-    from facekit.runtime.detector import DetectSettings
-    from facekit.runtime.pipeline import load_pipeline
     from facekit.runtime.recognizer import load_face_recognizer, store_calibration
 
     far = rule(far, best_accuracy)
@@ -72,8 +70,7 @@ def calibrate_cmd(model: Path, pairs: Path, far: float | None, best_accuracy: bo
     if detect_model is None:
         recognizer = load_face_recognizer(model, device, backend)
     else:
-        settings = DetectSettings(threshold=det_threshold, max_size=max_size or None)
-        pipeline = load_pipeline(detect_model, model, device=device, backend=backend, settings=settings, flip=flip)
+        pipeline = cli_pipeline(detect_model, model, backend, device, max_size, det_threshold, flip)
         recognizer = pipeline.recognizer
     pair_set, skipped = calibration_set(pairs, size=recognizer.input_size, pipeline=pipeline, pick=pick)
     if skipped:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from facekit.cli.calibrate import BEST_ACCURACY, FAR, rule
-from facekit.cli.options import pick_option, pipeline_options
+from facekit.cli.options import FLIP, cli_pipeline, pick_option, pipeline_options
 
 MODEL = click.Path(exists=True, path_type=Path)
 MATCH = click.option(
@@ -18,16 +18,6 @@ MATCH = click.option(
     show_default=True,
     help="Compare with every gallery photo (a person scores their best) or with each person's mean template.",
 )
-FLIP = click.option("--flip/--no-flip", default=False, show_default=True, help="Average each face with its mirror.")
-
-
-def _pipeline(detect_model: Path, recognize_model: Path, backend: str, device: str, max_size: int, det_threshold: float,
-              flip: bool):  # noqa: ANN202  # fmt: skip
-    from facekit.runtime.detector import DetectSettings
-    from facekit.runtime.pipeline import load_pipeline
-
-    settings = DetectSettings(threshold=det_threshold, max_size=max_size or None)
-    return load_pipeline(detect_model, recognize_model, device=device, backend=backend, settings=settings, flip=flip)
 
 
 def _listing(title: str, items: list[str], limit: int = 20) -> None:
@@ -67,7 +57,7 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
 
     out = gallery_file(db_output_path)
     entries, empty = enrolment_list(data_path)
-    pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
+    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
     base = None
     if append and out.exists():
         base = Gallery.load(out)
@@ -146,7 +136,7 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
         raise FacekitError(f"{data_path}: no photos to recognize (expected an image, a folder of images or a list)")
     db_file = gallery_file(db_path)
     gallery = Gallery.load(db_file)
-    pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False)
+    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False)
     gallery.check_recognizer(pipeline.recognizer, db_file)
     pipeline.flip = gallery.flip if flip is None else flip
     if threshold is None:
@@ -303,7 +293,7 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
         raise click.UsageError("--threshold and --calibration exclude each other")
     if calibration is None and (far is not None or best_accuracy):
         raise click.UsageError("--far / --best-accuracy choose how --calibration calibrates; give --calibration")
-    pipeline = _pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
+    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
     baselines = {"eigenfaces": fit_eigenfaces(baseline_fit).embed} if baseline_fit is not None else {}
     thresholds, left_out = open_set_thresholds(
         pipeline, baselines, calibration=calibration, far=far, threshold=threshold, pick=pick

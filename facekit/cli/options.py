@@ -16,6 +16,17 @@ BACKEND = click.option(
 )
 DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (ONNX: the CUDA provider).")
 MAX_SIZE_HELP = "Scale larger photos down to this longest side for detection (0 = original size)."
+FLIP = click.option("--flip/--no-flip", default=False, show_default=True, help="Average each face with its mirror.")
+
+
+def cli_pipeline(detect_model: Path, recognize_model: Path, backend: str, device: str, max_size: int,
+                      det_threshold: float, flip: bool):  # noqa: ANN201 - runtime.pipeline.FacePipeline  # fmt: skip
+    """The FacePipeline of pipeline_options' values (max_size 0: photos at their own size)."""
+    from facekit.runtime.detector import DetectSettings
+    from facekit.runtime.pipeline import load_pipeline
+
+    settings = DetectSettings(threshold=det_threshold, max_size=max_size or None)
+    return load_pipeline(detect_model, recognize_model, device=device, backend=backend, settings=settings, flip=flip)
 
 
 def _picks() -> list[str]:

@@ -905,10 +905,11 @@ def _write_verification(
         pairs.append((a, int(i), b, int(j)))
     pairs = [pairs[k] for k in rng.permutation(len(pairs))]
     images = [image for a, i, b, j in pairs for image in (crops[a][i], crops[b][j])]
-    sidecar = {"people": sorted(people), "pairs": len(pairs), "same": VERIFICATION_PAIRS // 2, "folds": None,
+    issame = [a == b for a, _, b, _ in pairs]
+    sidecar = {"people": sorted(people), "pairs": len(pairs), "same": sum(issame), "folds": None,
                "person_disjoint_folds": False, "seed": seed, "source": "facekit make-example-data",
                "aligned_by": None, "size": CROP_SIZE}  # fmt: skip
-    write_bin(path, VerificationSet(images, [a == b for a, _, b, _ in pairs]), sidecar)
+    write_bin(path, VerificationSet(images, issame), sidecar)
     return [(a, b) for a, _, b, _ in pairs]
 
 

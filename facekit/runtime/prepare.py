@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -117,6 +118,12 @@ class AlignReport:
         }
 
 
+def _aligned(images: Iterable, detector: object, settings: AlignSettings, workers: int) -> Iterator[Photo]:
+    """runtime.pipeline.align_each with `settings` (detection, crop size, pick) and the pipeline's landmark filter."""
+    detect = FacePipeline(detector, None, settings.detect).detect
+    return align_each(images, detect, size=settings.size, pick=settings.pick, workers=workers)
+
+
 def align_folders(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -159,13 +166,7 @@ def align_folders(
 
     unreadable: list[str] = []
     images = read_each([folders.items[i][0] for i in todo], unreadable, "align", progress)
-    photos = align_each(
-        images,
-        FacePipeline(detector, None, settings.detect).detect,
-        size=settings.size,
-        pick=settings.pick,
-        workers=workers,
-    )
+    photos = _aligned(images, detector, settings, workers)
     out.mkdir(parents=True, exist_ok=True)
     try:
         for n, photo in enumerate(photos, 1):
@@ -299,13 +300,7 @@ def align_in_memory(
     several: list[str] = []
     found: dict[int, bytes] = {}
     images = read_each([path for path, _ in folders.items], unreadable, "align", progress)
-    for photo in align_each(
-        images,
-        FacePipeline(detector, None, settings.detect).detect,
-        size=settings.size,
-        pick=settings.pick,
-        workers=workers,
-    ):
+    for photo in _aligned(images, detector, settings, workers):
         if photo.crop is None:
             no_face.append(str(photo.path))
             continue
