@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facekit.errors import OutputConflictError
+from facekit.fileio import atomic_write
+
+KEPT = ".jpg"  # the extension of photos whose annotated copy keeps their name
 _POINT_COLOURS = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255)]  # BGR per landmark
 
 
@@ -29,18 +33,45 @@ def draw_faces(image: np.ndarray, faces: list, labels: list[str] | None = None) 
 
 
 class AnnotatedOutput:
-    """Where annotated copies go: `out_dir` mirrors the input folders below the inputs' common folder, so equal
-    file names in different folders do not collide; always JPEG."""
+    """Where annotated copies go: `out_dir` mirrors the photos' folders below their common folder, so equal names in
+    different folders do not collide. Copies are JPEG: a .jpg photo's copy keeps its name, any other's gets .jpg
+    added (x.png -> x.png.jpg, x.jpeg -> x.jpeg.jpg, so x.jpg and x.png both keep theirs); a name that is still taken
+    (a folder holding x.png and x.png.jpg) gets a number, x.png.2.jpg. A copy that would replace one of the photos is
+    refused here, before any is written."""
 
     def __init__(self, out_dir: Path, inputs: Sequence[Path]) -> None:
         self.out_dir = out_dir
-        self.root = Path(os.path.commonpath([p.resolve().parent for p in inputs])) if inputs else Path()
+        sources = list(dict.fromkeys(p.resolve() for p in inputs))
+        root = Path(os.path.commonpath([p.parent for p in sources])) if sources else Path()
+        self.targets: dict[Path, Path] = {}
+        taken: set[Path] = set()
+        for source in sorted(sources, key=lambda p: p.suffix.lower() != KEPT):  # .jpg photos claim their names first
+            relative = source.relative_to(root)
+            name = relative.name if relative.suffix.lower() == KEPT else relative.name + KEPT
+            n = 1
+            while relative.with_name(name) in taken:
+                n += 1
+                name = f"{relative.name}.{n}{KEPT}"
+            taken.add(relative.with_name(name))
+            self.targets[source] = out_dir / relative.with_name(name)
+        inside = out_dir.resolve()
+        photos = set(sources)
+        for source, target in self.targets.items():
+            replaced = inside / target.relative_to(out_dir)
+            if replaced in photos:
+                what = "it" if replaced == source else f"the photo {replaced}"
+                raise OutputConflictError(
+                    f"{out_dir}: the annotated copy of {source} would replace {what} (an input); choose another folder"
+                )
 
     def write(self, path: Path, image: np.ndarray) -> Path:
+        """Write `image`, annotated photo `path`, to its copy's name (atomically: never through a link there)."""
         import cv2
 
-        target = (self.out_dir / path.resolve().relative_to(self.root)).with_suffix(".jpg")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(target), image):
-            raise OSError(f"{target}: cannot write image")
+        target = self.targets[path.resolve()]
+        ok, data = cv2.imencode(".jpg", image)
+        if not ok:
+            raise OSError(f"{target}: cannot encode image")
+        with atomic_write(target, "wb") as f:
+            f.write(data.tobytes())
         return target

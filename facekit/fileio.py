@@ -6,10 +6,15 @@ import hashlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from facekit.errors import FacekitError
+
+LOCK_POLL = 0.1  # seconds between tries while another process holds a write lock
 
 
 def temp_beside(path: str | os.PathLike, mode: str = "w") -> IO:
@@ -90,3 +95,49 @@ def output_stream(out: str | os.PathLike | None) -> Iterator[IO]:
     else:
         with atomic_write(out) as f:
             yield f
+
+
+@contextmanager
+def write_lock(
+    path: str | os.PathLike, *, wait: float, what: str = "file", waiting: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold an exclusive lock on `path`.lock while the block rewrites `path`, so that processes writing it take
+    turns. fcntl.flock: the kernel releases it when the process ends, however it ends, so a crash never leaves it
+    stuck; the file stays (deleting it would let two processes lock two different files) and holds the last
+    holder's pid. Waits up to `wait` seconds for another holder (`waiting` gets one notice), then raises a
+    FacekitError naming it."""
+    import fcntl
+
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise FacekitError(f"{lock}: cannot open the lock file of {path.name} ({exc.strerror})") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                busy = f"{path}: {what} is being written by another process{_holder(fd)}"
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FacekitError(f"{busy}; try again or pass --wait SECONDS") from None
+                if waiting is not None:
+                    waiting(f"{busy}; waiting up to {left:.0f} s")
+                    waiting = None
+                time.sleep(min(LOCK_POLL, left))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> str:
+    """' (pid N)' as the lock file's holder wrote it, or '' before it has."""
+    pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return f" (pid {pid})" if pid.isdigit() else ""

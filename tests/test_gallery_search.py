@@ -266,3 +266,22 @@ def test_import_is_light():
 
     code = "import sys, facekit.gallery.search; print('torch' in sys.modules, 'faiss' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False"] * 2
+
+
+def test_mismatch_checks_every_row_and_sampled_lists():
+    """An index that serves the gallery passes; a changed row (flat or IVF), or IVF centroids that no longer match
+    their lists (their rows were filed under other centroids), is named."""
+    import faiss
+
+    gallery, _ = clustered(ids=50, per_id=10, queries=1)
+    for kind in ("flat", "ivf"):
+        index = FaissIndex.build(gallery, kind, **({"nlist": 8} if kind == "ivf" else {}))
+        assert index.mismatch(gallery) is None
+        assert index.mismatch(gallery[:-1]) == "holds 500 x 64, the gallery 499 x 64"
+        changed = gallery.copy()
+        changed[123, 5] += 1e-3
+        assert index.mismatch(changed) == "row 123 differs from the gallery's"
+    quantizer = faiss.downcast_index(index.index.quantizer)
+    centroids = faiss.rev_swig_ptr(quantizer.get_xb(), 8 * 64).reshape(8, 64)
+    centroids[:] = centroids[::-1].copy()
+    assert index.mismatch(gallery).endswith("in a list other than its nearest centroid's")

@@ -40,7 +40,8 @@ def test_round_trip_and_plain_h5py_layout(tmp_path):
         assert f["embeddings"].compression == "gzip" and f["embeddings"].chunks is not None
         assert list(f["identities"].asstr()[()][f["identity_index"][()]]) == ["ann", "bob", "ann", "Zoë"]
         assert f.attrs["schema_version"] == 1 and f.attrs["embedding_dim"] == 8
-        assert f.attrs["recognizer_fingerprint"] == "a" * 64
+        assert f.attrs["recognizer_fingerprint"] == b"a" * 64  # fixed-length UTF-8: HDF5 checksums it
+        assert all(f[name].fletcher32 for name in f) and f["sources"].asstr()[0] == "photos/0.jpg"
         assert f.attrs["alignment_template"].shape == (5, 2)
         templates = f["templates"][()]
     ann = g.embeddings[[0, 2]].sum(0)
@@ -131,3 +132,20 @@ def test_gallery_file_accepts_a_folder(tmp_path):
 def test_refuses_to_write_an_empty_gallery(tmp_path):
     with pytest.raises(ValueError, match="without faces"):
         Gallery.empty(8, REC, DET, crop_size=112, flip=False).save(tmp_path / "g.h5")
+
+
+def test_refuses_rows_that_are_not_unit_vectors(tmp_path):
+    """add() refuses NaN, infinite and zero embeddings (they cannot be normalised); save() refuses rows that are not
+    unit vectors, so that no gallery is written that load() would refuse."""
+    from dataclasses import replace
+
+    g = make(["ann"])
+    for bad, what in ((np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (0.0, "zero")):
+        rows = unit(np.random.default_rng(1), 2)
+        rows[1] = bad
+        with pytest.raises(DataFormatError, match=rf"refusing to add embedding 1 of 2 \(bob, y\): {what}; the reco"):
+            g.add(rows, ["ann", "bob"], ["x", "y"], np.zeros((2, 4)), np.zeros((2, 5, 2)), np.ones(2))
+    scaled = replace(g, embeddings=g.embeddings * 2)
+    with pytest.raises(DataFormatError, match=r"g.h5: refusing to write embedding 0: L2 norm 2, not 1"):
+        scaled.save(tmp_path / "g.h5")
+    assert not list(tmp_path.iterdir())

@@ -176,14 +176,14 @@ def test_every_pick(pick):
 
 def test_bad_align_input(raw, scrfd, cli, tmp_path):
     (tmp_path / "empty").mkdir()
-    for src, out, message in [
-        (tmp_path / "empty", tmp_path / "o1", "no identity folders with images"),
-        (raw, raw / "7201" / "aligned", "the output folder is inside the source folder"),
-        (raw, raw, "the output folder is the source folder"),
-        (raw, raw.parent, "the output folder contains the source folder"),
+    for src, out, code, message in [
+        (tmp_path / "empty", tmp_path / "o1", 1, "no identity folders with images"),
+        (raw, raw / "7201" / "aligned", 2, "lies inside the photo folder"),
+        (raw, raw, 2, "is the photo folder (an input)"),
+        (raw, raw.parent, 2, "the output folder contains the source folder"),
     ]:
         result = cli("align", src, out, "--detect", scrfd)
-        assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+        assert result.exit_code == code and result.output.count("\n") == 1 and message in result.output, result.output
     assert not (tmp_path / "o1").exists() and not (raw / "7201/aligned").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine/notes.txt").write_text("x")

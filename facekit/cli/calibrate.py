@@ -3,11 +3,11 @@ Library imports happen inside."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from facekit import strict_json
 from facekit.cli.options import FLIP, cli_pipeline, pick_option, pipeline_options
 
 FAR = click.option(
@@ -53,7 +53,7 @@ def rule(far: float | None, best_accuracy: bool) -> float | None:
 @pipeline_options(batch=False)
 def calibrate_cmd(model: Path, pairs: Path, far: float | None, best_accuracy: bool, write: bool,
                   detect_model: Path | None, pick: str, flip: bool, as_json: bool, backend: str, device: str,
-                  max_size: int, det_threshold: float) -> None:  # fmt: skip
+                  max_size: int, det_threshold: float, max_pixels: int) -> None:  # fmt: skip
     """Calibrate MODEL's open-set threshold (cosine; "same person" from it up) on PAIRS and print it with the FAR
     and TAR it reaches there and the pairs and people it came from.
 
@@ -70,14 +70,14 @@ def calibrate_cmd(model: Path, pairs: Path, far: float | None, best_accuracy: bo
     if detect_model is None:
         recognizer = load_face_recognizer(model, device, backend)
     else:
-        pipeline = cli_pipeline(detect_model, model, backend, device, max_size, det_threshold, flip)
+        pipeline = cli_pipeline(detect_model, model, backend, device, max_size, det_threshold, flip, max_pixels)
         recognizer = pipeline.recognizer
     pair_set, skipped = calibration_set(pairs, size=recognizer.input_size, pipeline=pipeline, pick=pick)
     if skipped:
         click.echo(f"warning: {len(skipped)} photos left out (unreadable or no face), e.g. {skipped[0]}", err=True)
     embed = lambda crops: recognizer.embed(crops, flip=flip)  # noqa: E731
     calibration = pair_set.calibrate(embed, far=far, embedder=recognizer.name)
-    click.echo(json.dumps(calibration.as_dict(), indent=2) if as_json else calibration.summary())
+    click.echo(strict_json.dumps(calibration.as_dict(), indent=2) if as_json else calibration.summary())
     if write:
         written = store_calibration(model, calibration)
         click.echo(f"wrote threshold {calibration.threshold:.4f} to {', '.join(map(str, written))}", err=True)
@@ -103,8 +103,10 @@ def split_people_cmd(people_dir: Path, out_dir: Path, calibration: int, gallery:
     next --gallery are enrolled with their first --gallery-photos photos (the others are probes), the next
     --unknown are probes never enrolled. Photos are symbolic links (or copies); OUT_DIR/split.json says who is where.
     """
+    from facekit.cli.outputs import Inputs
     from facekit.data.split import PeopleSplit, split_people
 
+    Inputs().data(people_dir, "the people folder").check(folders=[out_dir])
     split = PeopleSplit(calibration, gallery, unknown, gallery_photos=gallery_photos, skip=skip)
     summary = split_people(people_dir, out_dir, split, copy=copy)
     photos = summary["photos"]
@@ -115,3 +117,7 @@ def split_people_cmd(people_dir: Path, out_dir: Path, calibration: int, gallery:
     )
     if summary["gallery_without_probes"]:
         click.echo(f"note: gallery people without probes: {', '.join(summary['gallery_without_probes'])}", err=True)
+    if summary["skipped"]:
+        click.echo(f"warning: skipped {len(summary['skipped'])} files that are not photos:", err=True)
+        for message in summary["skipped"]:
+            click.echo(f"  - {message}", err=True)

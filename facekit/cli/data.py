@@ -32,11 +32,16 @@ def inspect_cmd(path: Path, json: bool) -> None:
     """Recognise the layout at PATH, validate all of it and summarise it.
 
     PATH: detection_train_data/ (or one split), recognition_train_data/ (or a .rec), a verification .bin,
-    or identity folders. Exits 1 when a problem is found.
+    or identity folders. Exits 1 when a problem is found; notes (things done unusually but readable) do not count.
     """
-    from facekit.data.inspect import inspect_path
+    from facekit.data.inspect import detect_layout, inspect_path
 
-    report = inspect_path(path)
+    if detect_layout(path) == "gallery":
+        from facekit.gallery.inspection import inspect_gallery
+
+        report = inspect_gallery(path)
+    else:
+        report = inspect_path(path)
     if json:
         click.echo(jsonlib.dumps(report.as_dict(), indent=2))
     else:
@@ -47,6 +52,10 @@ def inspect_cmd(path: Path, json: bool) -> None:
             click.echo(f"  - {problem}")
         if len(report.problems) > 50:
             click.echo(f"  ... and {len(report.problems) - 50} more (see --json)")
+        if report.notes:
+            click.echo("notes:")
+            for note in report.notes:
+                click.echo(f"  - {note}")
     if not report.ok:
         raise SystemExit(1)
 
@@ -64,7 +73,7 @@ def inspect_cmd(path: Path, json: bool) -> None:
 @align_options(detect_required=False)
 def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool, quality: int,
                  detect_model: Path | None, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
-                 device: str) -> None:  # fmt: skip
+                 device: str, max_pixels: int) -> None:  # fmt: skip
     """Pack IMAGE_FOLDERS (one sub-folder per person) into OUTPUT_DIR/{cele.rec,cele.idx,cele.lst,property}.
 
     insightface's face2rec2 convention: images at keys 1..N, header record 0, one record per identity.
@@ -72,12 +81,16 @@ def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool,
     With --detect MODEL the folders hold raw photos: each gives its face aligned as `facekit align` does
     (.lst paths person/<stem>.jpg); photos without a face are skipped and listed.
     """
+    from facekit.cli.outputs import Inputs
+
+    if detect_model is not None and resize:
+        raise click.BadParameter("not with --detect (it makes SIZE x SIZE crops)", param_hint="'--resize'")
+    Inputs().data(image_folders, "the image folder").model(detect_model, "detector").check(folders=[output_dir])
     if detect_model is not None:
-        if resize:
-            raise click.BadParameter("not with --detect (it makes SIZE x SIZE crops)", param_hint="'--resize'")
         from facekit.runtime.prepare import align_in_memory, pack_crops
 
-        detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold)
+        detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold,
+                                          max_pixels)  # fmt: skip
         crops = align_in_memory(image_folders, detector, settings, workers=workers, quality=quality)
         report_crops(crops, pick)
         prop = pack_crops(crops, output_dir)
@@ -88,7 +101,8 @@ def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool,
         return
     from facekit.data.pack import pack_identity_folders
 
-    result = pack_identity_folders(image_folders, output_dir, size=size, resize=resize, quality=quality)
+    result = pack_identity_folders(image_folders, output_dir, size=size, resize=resize, quality=quality,
+                                   max_pixels=max_pixels)  # fmt: skip
     click.echo(
         f"packed {result.images} images of {len(result.identities)} identities into {output_dir} "
         f"(property {result.prop.num_classes},{result.prop.height},{result.prop.width})"

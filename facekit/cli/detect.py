@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import detector_options
+from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, detector_options
 
 IMPORTERS = {"pytorch-retinaface": "Pytorch_Retinaface checkpoint (.pth, MobileNet-0.25 or ResNet-50 body)"}
 
@@ -21,8 +21,11 @@ def import_model_cmd(source: str, file: Path, out_dir: Path, body: str | None) -
 
     SOURCE pytorch-retinaface: a biubug6/Pytorch_Retinaface .pth (DataParallel 'module.' prefixes are stripped).
     """
+    from facekit.cli.outputs import Inputs
     from facekit.detection.weights import import_pytorch_retinaface
+    from facekit.modeldir import MODEL_FILE
 
+    Inputs().file(file, "the checkpoint").check(files=[out_dir / MODEL_FILE], folders=[out_dir])
     path = import_pytorch_retinaface(file, out_dir, body)
     click.echo(f"imported {file} -> {path}")
 
@@ -36,8 +39,9 @@ def import_model_cmd(source: str, file: Path, out_dir: Path, body: str | None) -
 @click.option(
     "--save-annotated",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write a copy of each image with boxes, scores and landmarks drawn.",
+    help="Write a copy of each image with boxes, scores and landmarks drawn: " + ANNOTATED_HELP,
 )
+@MAX_PIXELS
 def detect_cmd(
     images: tuple[Path, ...],
     model_path: Path,
@@ -48,20 +52,38 @@ def detect_cmd(
     out: Path | None,
     save_annotated: Path | None,
     device: str,
+    max_pixels: int,
 ) -> None:
     """Detect faces in IMAGES (files or folders, searched recursively).
 
     One JSON object per image: {"image", "width", "height", "faces": [{"box": [x1, y1, x2, y2], "score",
     "landmarks": [[x, y] x 5]}]}. Unreadable images are skipped and listed at the end.
     """
+    from facekit.cli.outputs import Inputs
+    from facekit.data.images import NoReadablePhotos
     from facekit.detection.run import detect_images
+    from facekit.errors import FacekitError
     from facekit.runtime.detector import DetectSettings, load_face_detector
 
+    reads = Inputs().model(model_path, "detector")
+    for image in images:
+        reads.data(image, "the image folder" if image.is_dir() else "the image")
+    reads.check(files=[out], folders=[save_annotated])
     detector = load_face_detector(model_path, device, backend)
     settings = DetectSettings(threshold=threshold, nms=nms, max_size=max_size or None)
-    report = detect_images(images, detector, settings, out=out, annotated_dir=save_annotated)
+    try:
+        report = detect_images(images, detector, settings, out=out, annotated_dir=save_annotated, max_pixels=max_pixels)
+    except NoReadablePhotos as exc:
+        if len(exc.unreadable) == 1:  # the only image: its own error
+            raise FacekitError(exc.unreadable[0]) from None
+        _list_skipped(exc.unreadable)
+        raise FacekitError(f"{', '.join(map(str, images))}: {exc}") from None
     click.echo(f"{report.images} images, {report.faces} faces" + (f" -> {out}" if out else ""), err=True)
-    if report.skipped:
-        click.echo(f"warning: skipped {len(report.skipped)} unreadable images:", err=True)
-        for message in report.skipped:
+    _list_skipped(report.skipped)
+
+
+def _list_skipped(messages: list[str]) -> None:
+    if messages:
+        click.echo(f"warning: skipped {len(messages)} unreadable images:", err=True)
+        for message in messages:
             click.echo(f"  - {message}", err=True)

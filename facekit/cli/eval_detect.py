@@ -3,12 +3,12 @@ inside the command."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import click
 
+from facekit import strict_json
 from facekit.cli.options import detector_options
 
 
@@ -44,10 +44,13 @@ def eval_detect_cmd(
     Detects with score >= 0.02 and reports AP at IoU 0.5 (all-point interpolation), the landmark NME of the
     matched faces (mean point error / sqrt(box width * height)) and counts. Unreadable images are skipped and listed.
     """
+    from facekit.cli.outputs import Inputs
     from facekit.detection.evaluate import EVAL_THRESHOLD, evaluate_split, plot_pr_curve
     from facekit.fileio import atomic_write
     from facekit.runtime.detector import DetectSettings, load_face_detector
 
+    reads = Inputs().data(split_dir, "the evaluation split").data(wider_gt, "the WIDER FACE ground-truth folder")
+    reads.model(model_path, "detector").check(folders=[out])
     detector = load_face_detector(model_path, device, backend)
     settings = DetectSettings(threshold=EVAL_THRESHOLD, max_size=max_size or None)
     metrics = evaluate_split(split_dir, detector, settings, wider_gt=wider_gt)
@@ -68,7 +71,7 @@ def eval_detect_cmd(
             )
     if out is not None:
         with atomic_write(out / "metrics.json") as f:
-            json.dump(metrics.as_dict(), f, indent=2)
+            strict_json.dump(metrics.as_dict(), f, indent=2)
         plot_pr_curve(metrics.curves, out / "pr_curve.png", title=f"Precision-recall: {split_dir.name}")
         click.echo(f"wrote {out / 'metrics.json'}, {out / 'pr_curve.png'}")
     if metrics.skipped:

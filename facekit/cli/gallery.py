@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from facekit import strict_json
 from facekit.cli.calibrate import BEST_ACCURACY, FAR, rule
-from facekit.cli.options import FLIP, cli_pipeline, pick_option, pipeline_options
+from facekit.cli.options import ANNOTATED_HELP, FLIP, cli_pipeline, pick_option, pipeline_options
 
 MODEL = click.Path(exists=True, path_type=Path)
 MATCH = click.option(
@@ -18,6 +18,27 @@ MATCH = click.option(
     show_default=True,
     help="Compare with every gallery photo (a person scores their best) or with each person's mean template.",
 )
+
+
+WAIT = click.option(
+    "--wait",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="While another process writes the gallery (it holds GALLERY.lock while it reads and rewrites the file), "
+    "wait this long for it (0: fail at once).",
+)
+
+
+def _version(path: Path) -> tuple[int, ...]:
+    """Which file `path` is now: every gallery write renames a new file over it, so this changes with each."""
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _note(line: str) -> None:
+    click.echo(f"note: {line}", err=True)
 
 
 def _listing(title: str, items: list[str], limit: int = 20) -> None:
@@ -38,45 +59,61 @@ def _listing(title: str, items: list[str], limit: int = 20) -> None:
 @pick_option()
 @FLIP
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report as JSON here.")
+@WAIT
 @pipeline_options()
 def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path: Path, db_output_path: Path,
-                 append: bool, pick: str, flip: bool, report: Path | None, backend: str, device: str, max_size: int,
-                 det_threshold: float, batch: int) -> None:  # fmt: skip
+                 append: bool, pick: str, flip: bool, report: Path | None, wait: float, backend: str, device: str,
+                 max_size: int, det_threshold: float, max_pixels: int, batch: int) -> None:  # fmt: skip
     """Build the gallery of known people at DB_OUTPUT_PATH (an .h5 file; a folder gets gallery.h5 inside).
 
     DATA_PATH: one folder per person (the folder name is the identity), a CSV of `path,identity` rows, or an
     insightface .lst. Each photo gives its largest face, aligned and embedded. Photos that cannot be read or show
-    no face are skipped and listed; the gallery is written (atomically) when at least one face was found.
+    no face are skipped and listed; the gallery is written (atomically) when at least one face was found. Runs
+    writing one gallery take turns (a lock file beside it): --append adds its faces to the gallery as it is then.
     Exit codes: 0 gallery written, 1 nothing written (bad input, no face at all), 2 usage error.
     """
+    from facekit.cli.outputs import Inputs
     from facekit.errors import FacekitError
-    from facekit.fileio import atomic_write
-    from facekit.gallery.build import build_gallery
+    from facekit.fileio import atomic_write, write_lock
+    from facekit.gallery.build import add_new, build_gallery
     from facekit.gallery.sources import enrolment_list
     from facekit.gallery.store import Gallery, gallery_file
 
     out = gallery_file(db_output_path)
     entries, empty = enrolment_list(data_path)
-    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
-    base = None
+    reads = Inputs().model(detect_model_path, "detector").model(recognize_model_path, "recognizer")
+    reads.photo_source(data_path, [photo for photo, _ in entries], "enrolment").check(files=[out, report])
+    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip,
+                            max_pixels)  # fmt: skip
+    base, version = None, None
     if append and out.exists():
+        version = _version(out)
         base = Gallery.load(out)
         base.check_recognizer(pipeline.recognizer, out)
         pipeline.flip = base.flip
-    gallery, result = build_gallery(entries, pipeline, base=base, pick=pick, batch_images=batch)
+    new, result = build_gallery(entries, pipeline, base=base, pick=pick, batch_images=batch)
     result.empty_folders = empty
     _listing("warning: unreadable photos, skipped", result.unreadable)
     _listing("warning: photos without a face, skipped", result.no_face)
     _listing("note: photos with several faces (kept the " + pick + " one)", result.several_faces)
     _listing("warning: person folders without photos", result.empty_folders)
+    gallery = base
+    if len(new):
+        with write_lock(out, wait=wait, what="gallery", waiting=_note):
+            current = None
+            if append and out.exists():  # the gallery as it is now: another run may have rewritten it meanwhile
+                current = base if _version(out) == version else Gallery.load(out)
+                current.check_recognizer(pipeline.recognizer, out)
+            gallery = add_new(current, new, result, out)
+            if gallery is not current:
+                gallery.save(out)
     if result.already_in:
         click.echo(f"note: {len(result.already_in)} photos were in the gallery already", err=True)
     if report is not None:
         with atomic_write(report) as f:
-            json.dump(result.as_dict(), f, indent=2)
-    if not sum(result.added.values()) and base is None:
+            strict_json.dump(result.as_dict(), f, indent=2)
+    if gallery is None:
         raise FacekitError(f"{data_path}: no face found in {result.photos} photos; no gallery written")
-    gallery.save(out)
     people = len(result.added)
     added = sorted(result.added.items())
     if added:
@@ -112,13 +149,17 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--save-annotated", type=click.Path(file_okay=False, path_type=Path), help="Draw boxes and names here.")
+@click.option(
+    "--save-annotated",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Draw boxes and names on copies of the photos here: " + ANNOTATED_HELP,
+)
 @click.option("--flip/--no-flip", default=None, help="Mirror averaging (default: as the gallery was built).")
 @pipeline_options()
 def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recognize_model_path: Path,
                   threshold: float | None, match: str, top_k: int, index: str, out: Path | None, fmt: str,
                   save_annotated: Path | None, flip: bool | None, backend: str, device: str, max_size: int,
-                  det_threshold: float, batch: int) -> None:  # fmt: skip
+                  det_threshold: float, max_pixels: int, batch: int) -> None:  # fmt: skip
     """Recognize the faces in DATA_PATH (an image, a folder searched recursively, or a .txt / .csv / .lst list)
     against the gallery DB_PATH.
 
@@ -126,6 +167,7 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     "landmarks", "identity" (null = unknown), "similarity", "candidates": [{"identity", "similarity"}]}]}.
     Unreadable photos are skipped and listed. Exit codes: 0 done, 1 bad gallery / model / no readable photo.
     """
+    from facekit.cli.outputs import Inputs
     from facekit.errors import FacekitError
     from facekit.gallery.recognize import Matcher, NoReadablePhotos, default_threshold, recognize_images
     from facekit.gallery.sources import query_list
@@ -135,8 +177,12 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     if not paths:
         raise FacekitError(f"{data_path}: no photos to recognize (expected an image, a folder of images or a list)")
     db_file = gallery_file(db_path)
+    reads = Inputs().file(db_file, "the gallery").model(detect_model_path, "detector")
+    reads.model(recognize_model_path, "recognizer").photo_source(data_path, paths, "photo")
+    reads.check(files=[out], folders=[save_annotated])
     gallery = Gallery.load(db_file)
-    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False)
+    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False,
+                            max_pixels)  # fmt: skip
     gallery.check_recognizer(pipeline.recognizer, db_file)
     pipeline.flip = gallery.flip if flip is None else flip
     if threshold is None:
@@ -149,6 +195,8 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
             annotated_dir=save_annotated, batch_images=batch,
         )  # fmt: skip
     except NoReadablePhotos as exc:
+        if len(exc.unreadable) == 1:  # the only photo: its own error
+            raise FacekitError(exc.unreadable[0]) from None
         _listing("warning: unreadable photos, skipped", exc.unreadable)
         raise FacekitError(f"{data_path}: {exc}") from None
     _listing("warning: unreadable photos, skipped", report.unreadable)
@@ -171,11 +219,12 @@ def db_group() -> None:
 @click.argument("db_path", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def db_info_cmd(db_path: Path, as_json: bool) -> None:
-    """What the gallery holds and which models made it."""
-    from facekit.gallery.store import Gallery, gallery_file
+    """What the gallery holds and which models made it; temporaries that killed writes left beside it."""
+    from facekit.gallery.store import Gallery, gallery_file, stale_temporaries
 
     path = gallery_file(db_path)
     g = Gallery.load(path)
+    stale = [p.name for p in stale_temporaries(path)]
     info = {
         "path": str(path),
         "faces": len(g),
@@ -189,11 +238,15 @@ def db_info_cmd(db_path: Path, as_json: bool) -> None:
         "flip": g.flip,
         "created": g.created,
         "bytes": path.stat().st_size,
+        "stale_temporaries": stale,
     }
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(strict_json.dumps(info, indent=2))
     else:
+        info["stale_temporaries"] = ", ".join(map(one_line, stale)) or "none"
         click.echo("\n".join(f"{k:24} {v}" for k, v in info.items()))
+    if stale:
+        _note(f"stale temporaries of killed writes beside {path.name}: {len(stale)}; the next write removes them")
 
 
 @db_group.command("list")
@@ -221,22 +274,26 @@ def one_line(text: str) -> str:
 @db_group.command("remove")
 @click.argument("db_path", type=click.Path(exists=True, path_type=Path))
 @click.argument("names", nargs=-1, required=True)
-def db_remove_cmd(db_path: Path, names: tuple[str, ...]) -> None:
-    """Remove identities NAMES (all their faces) from the gallery, rewriting it atomically."""
+@WAIT
+def db_remove_cmd(db_path: Path, names: tuple[str, ...], wait: float) -> None:
+    """Remove identities NAMES (all their faces) from the gallery, rewriting it atomically (after any other process
+    writing it)."""
     from facekit.errors import FacekitError
+    from facekit.fileio import write_lock
     from facekit.gallery.store import Gallery, gallery_file
 
     path = gallery_file(db_path)
-    g = Gallery.load(path)
-    try:
-        smaller = g.remove(names)
-    except KeyError as exc:
-        raise FacekitError(f"{path}: no identity {exc.args[0]} in the gallery (see facekit db list)") from None
-    if not len(smaller):
-        raise FacekitError(
-            f"{path}: removing {', '.join(names)} would leave the gallery empty; delete the file instead"
-        )
-    smaller.save(path)
+    with write_lock(path, wait=wait, what="gallery", waiting=_note):
+        g = Gallery.load(path)
+        try:
+            smaller = g.remove(names)
+        except KeyError as exc:
+            raise FacekitError(f"{path}: no identity {exc.args[0]} in the gallery (see facekit db list)") from None
+        if not len(smaller):
+            raise FacekitError(
+                f"{path}: removing {', '.join(names)} would leave the gallery empty; delete the file instead"
+            )
+        smaller.save(path)
     click.echo(f"{path}: removed {len(g) - len(smaller)} faces of {len(names)} people, {len(smaller)} left", err=True)
 
 
@@ -275,7 +332,7 @@ def db_remove_cmd(db_path: Path, names: tuple[str, ...]) -> None:
 def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: Path, recognize_model_path: Path,
                          calibration: Path | None, far: float | None, best_accuracy: bool, threshold: float | None,
                          match: str, flip: bool, pick: str, baseline_fit: Path | None, out: Path | None, backend: str,
-                         device: str, max_size: int, det_threshold: float) -> None:  # fmt: skip
+                         device: str, max_size: int, det_threshold: float, max_pixels: int) -> None:  # fmt: skip
     """Open-set identification on GALLERY_DIR (one folder per known person) and PROBE_DIR (one folder per person;
     people without a gallery folder are unknowns): rank-1 / rank-5, TAR at FAR 1e-2 and 1e-3, rejection of
     unknowns at the threshold; CMC and ROC curves with --out. Prints the metrics as JSON; metrics.json records
@@ -284,6 +341,7 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
     Honest numbers need calibration people who are neither gallery nor probe people (a warning says when they
     overlap) and unknowns the recognizer never trained on; `facekit split-people` cuts such a split.
     """
+    from facekit.cli.outputs import Inputs
     from facekit.fileio import atomic_write
     from facekit.gallery.evaluate import plot_cmc, plot_identification_roc
     from facekit.gallery.protocol import evaluate_gallery, fit_eigenfaces, open_set_thresholds
@@ -293,7 +351,11 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
         raise click.UsageError("--threshold and --calibration exclude each other")
     if calibration is None and (far is not None or best_accuracy):
         raise click.UsageError("--far / --best-accuracy choose how --calibration calibrates; give --calibration")
-    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip)
+    reads = Inputs().data(gallery_dir, "the gallery folder").data(probe_dir, "the probe folder")
+    reads.data(calibration, "the calibration set").data(baseline_fit, "the baseline's training data")
+    reads.model(detect_model_path, "detector").model(recognize_model_path, "recognizer").check(folders=[out])
+    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip,
+                            max_pixels)  # fmt: skip
     baselines = {"eigenfaces": fit_eigenfaces(baseline_fit).embed} if baseline_fit is not None else {}
     thresholds, left_out = open_set_thresholds(
         pipeline, baselines, calibration=calibration, far=far, threshold=threshold, pick=pick
@@ -312,7 +374,7 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
     elif thresholds.calibration_people is None and any("rule" in s for s in thresholds.sources.values()):
         click.echo("note: the calibration people are unknown; cannot check that they are neither gallery nor probe "
                    "people", err=True)  # fmt: skip
-    text = json.dumps(evaluation.as_dict(), indent=2)
+    text = strict_json.dumps(evaluation.as_dict(), indent=2)
     if out is not None:
         with atomic_write(out / "metrics.json") as f:
             f.write(text + "\n")

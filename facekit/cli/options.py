@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
+
+from facekit import DEFAULT_MAX_PIXELS
 
 BACKEND = click.option(
     "--backend",
@@ -16,17 +20,44 @@ BACKEND = click.option(
 )
 DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (ONNX: the CUDA provider).")
 MAX_SIZE_HELP = "Scale larger photos down to this longest side for detection (0 = original size)."
+ANNOTATED_HELP = (
+    "JPEG copies in the photos' folder structure (x.jpg keeps its name, x.png becomes x.png.jpg); not a photo folder "
+    "nor inside one."
+)
 FLIP = click.option("--flip/--no-flip", default=False, show_default=True, help="Average each face with its mirror.")
 
 
+def _opencv_limit(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    """A --max-pixels above OpenCV's own limit (the backstop for formats whose header facekit does not read,
+    facekit/__init__.py sets it to the default) raises that too, or OpenCV would refuse what the flag lets through.
+    OpenCV reads it once, when cv2 is first imported: in a `facekit` process, still to come while options are
+    parsed. It is never lowered (in a process that goes on, such as a test run, that would outlast the command):
+    facekit checks the decoded size against --max-pixels itself."""
+    current = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
+    if "cv2" not in sys.modules and (not current.isdigit() or value > int(current)):
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(value)
+    return value
+
+
+MAX_PIXELS = click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    callback=_opencv_limit,
+    help="Refuse photos of more pixels than this, as their header says, before decoding them (decompression bombs).",
+)
+
+
 def cli_pipeline(detect_model: Path, recognize_model: Path, backend: str, device: str, max_size: int,
-                      det_threshold: float, flip: bool):  # noqa: ANN201 - runtime.pipeline.FacePipeline  # fmt: skip
-    """The FacePipeline of pipeline_options' values (max_size 0: photos at their own size)."""
+                 det_threshold: float, flip: bool, max_pixels: int):  # noqa: ANN201  # fmt: skip
+    """The runtime.pipeline.FacePipeline of pipeline_options' values (max_size 0: photos at their own size)."""
     from facekit.runtime.detector import DetectSettings
     from facekit.runtime.pipeline import load_pipeline
 
     settings = DetectSettings(threshold=det_threshold, max_size=max_size or None)
-    return load_pipeline(detect_model, recognize_model, device=device, backend=backend, settings=settings, flip=flip)
+    return load_pipeline(detect_model, recognize_model, device=device, backend=backend, settings=settings, flip=flip,
+                         max_pixels=max_pixels)  # fmt: skip
 
 
 def _picks() -> list[str]:
@@ -78,6 +109,7 @@ def pipeline_options(batch: bool = True) -> Callable:
         click.option(
             "--det-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Minimum face score."
         ),
+        MAX_PIXELS,
     ]
     if batch:
         options.append(

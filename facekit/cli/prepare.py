@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import BACKEND, DEVICE, MAX_SIZE_HELP, compose, pick_option
+from facekit.cli.options import BACKEND, DEVICE, MAX_PIXELS, MAX_SIZE_HELP, compose, pick_option
 
 CROP_SIZE = 112  # the ArcFace template's own size (facekit.align.ARCFACE_SIZE)
 FOLDERS = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -16,7 +16,7 @@ FOLDERS = click.Path(exists=True, file_okay=False, path_type=Path)
 
 def align_options(detect_required: bool) -> Callable:
     """--detect MODEL and how photos become crops: --pick, --max-size, --det-threshold, --workers, --backend,
-    --device."""
+    --device, --max-pixels."""
     return compose(
         [
             click.option(
@@ -51,17 +51,19 @@ def align_options(detect_required: bool) -> Callable:
             ),
             BACKEND,
             DEVICE,
+            MAX_PIXELS,
         ]
     )
 
 
 def load_aligner(detect_model: Path, backend: str, device: str, size: int, pick: str, max_size: int,
-                 det_threshold: float):  # noqa: ANN201  # fmt: skip
+                 det_threshold: float, max_pixels: int):  # noqa: ANN201  # fmt: skip
     """(detector, AlignSettings) from the align options."""
     from facekit.runtime.detector import load_face_detector
     from facekit.runtime.prepare import AlignSettings
 
-    settings = AlignSettings(size=size, pick=pick, max_size=max_size or None, threshold=det_threshold)
+    settings = AlignSettings(size=size, pick=pick, max_size=max_size or None, threshold=det_threshold,
+                             max_pixels=max_pixels)  # fmt: skip
     return load_face_detector(detect_model, device, backend), settings
 
 
@@ -93,7 +95,8 @@ def report_crops(crops: object, pick: str) -> None:
 @click.option("--force", is_flag=True, help="Redo everything when OUT was aligned with other settings.")
 @align_options(detect_required=True)
 def align_cmd(src: Path, out: Path, size: int, quality: int, force: bool, detect_model: Path, pick: str,
-              max_size: int, det_threshold: float, workers: int, backend: str, device: str) -> None:  # fmt: skip
+              max_size: int, det_threshold: float, workers: int, backend: str, device: str,
+              max_pixels: int) -> None:  # fmt: skip
     """Align one face of each raw photo in SRC (one folder per person) onto the recognizer's template.
 
     OUT gets the same folders of SIZE x SIZE JPEG crops named <stem>.jpg and OUT/alignment.json, which records
@@ -101,10 +104,12 @@ def align_cmd(src: Path, out: Path, size: int, quality: int, force: bool, detect
     landmarks. Re-running skips the photos already done; an interrupted run keeps its progress. Photos that are
     unreadable, show no face or several are listed at the end.
     """
+    from facekit.cli.outputs import Inputs
     from facekit.errors import FacekitError
     from facekit.runtime.prepare import ALIGNMENT_FILE, align_folders
 
-    detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold)
+    Inputs().data(src, "the photo folder").model(detect_model, "detector").check(folders=[out])
+    detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold, max_pixels)
     report = align_folders(src, out, detector, settings, workers=workers, force=force, quality=quality)
     listing("warning: unreadable photos", [r["error"] for r in report.having("unreadable")])
     listing("warning: photos without a face", [r["source"] for r in report.having("no_face")])
@@ -138,7 +143,7 @@ def align_cmd(src: Path, out: Path, size: int, quality: int, force: bool, detect
 @align_options(detect_required=False)
 def make_bin_cmd(identity_folders: Path, out: Path, pairs: int, seed: int, size: int | None,
                  detect_model: Path | None, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
-                 device: str) -> None:  # fmt: skip
+                 device: str, max_pixels: int) -> None:  # fmt: skip
     """Write an insightface verification .bin of pairs of the people in IDENTITY_FOLDERS, and OUT.json naming them.
 
     IDENTITY_FOLDERS holds aligned crops all of one size, or raw photos with --detect MODEL (aligned in memory as
@@ -152,13 +157,16 @@ def make_bin_cmd(identity_folders: Path, out: Path, pairs: int, seed: int, size:
         )
     if size is not None and detect_model is None:
         raise click.BadParameter("applies with --detect only (aligned crops keep their size)", param_hint="'--size'")
+    from facekit.cli.outputs import Inputs
     from facekit.runtime.prepare import align_in_memory, read_crops, write_pairs_bin
 
+    reads = Inputs().data(identity_folders, "the photo folder").model(detect_model, "detector")
+    reads.check(files=[out, out.with_suffix(".json")])
     if detect_model is None:
-        crops = read_crops(identity_folders)
+        crops = read_crops(identity_folders, max_pixels=max_pixels)
     else:
         detector, settings = load_aligner(detect_model, backend, device, size or CROP_SIZE, pick, max_size,
-                                          det_threshold)  # fmt: skip
+                                          det_threshold, max_pixels)  # fmt: skip
         crops = align_in_memory(identity_folders, detector, settings, workers=workers)
     report_crops(crops, pick)
     aligned_by = None if detect_model is None else str(detect_model)

@@ -52,8 +52,11 @@ def train_detect_cmd(data_path: Path, model_output_path: Path, **options: object
     metrics.json, train.log, checkpoint.pt (for --resume) and tensorboard/. Ctrl-C keeps the last epoch's checkpoint.
     Under `torchrun --nproc_per_node N facekit train-detect ...` it trains with DDP (gloo on CPU, NCCL on GPU).
     """
+    from facekit.cli.outputs import Inputs
     from facekit.detection.train import DetectTrainSettings, train_detector
 
+    reads = Inputs().data(data_path, "the training data folder").model(options["pretrained"], "pretrained")
+    reads.check(folders=[model_output_path])
     options["pretrained"] = str(options["pretrained"]) if options["pretrained"] else None
     options["loss_weights"] = tuple(options["loss_weights"])
     metrics = train_detector(data_path, model_output_path, DetectTrainSettings(**options))

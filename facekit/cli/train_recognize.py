@@ -188,10 +188,15 @@ def train_recognize_cmd(data_path: Path, model_output_path: Path, **options: obj
     checkpoint.pt and tensorboard/. Under `torchrun --nproc_per_node N -m facekit train-recognize ...` it trains
     with DDP and shards the class centres (Partial FC) across the processes.
     """
+    from facekit.cli.outputs import Inputs
     from facekit.recognition.augment import Augment
     from facekit.recognition.settings import RecognizeTrainSettings
     from facekit.recognition.train import train_recognizer
 
+    reads = Inputs().data(data_path, "the training data folder").model(options["pretrained"], "pretrained")
+    for val in options["val"]:
+        reads.file(Path(val), "a verification set")
+    reads.check(folders=[model_output_path])
     ctx = click.get_current_context()
     strengths = {name: options.pop(f"aug_{name}") for name in AUGMENT}
     if not options.pop("augment"):

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from facekit.data.images import is_image_file
+from facekit.data.images import is_image_file, read_file
 from facekit.errors import LayoutError, MissingDataError
 
 
@@ -33,16 +33,15 @@ class IdentityFolders:
         return str(self.items[index][0])
 
     def __getitem__(self, index: int) -> tuple[int, bytes]:
-        """(class, encoded image bytes) of item `index`."""
+        """(class, encoded image bytes) of item `index` (data.images.read_file: a FIFO or device is refused)."""
         path, label = self.items[index]
-        try:
-            return label, path.read_bytes()
-        except OSError as exc:
-            raise MissingDataError(f"{path}: cannot read ({exc.strerror})") from None
+        return label, read_file(path)
 
 
 def scan_identity_folders(root: str | os.PathLike) -> IdentityFolders:
-    """List `root/<person>/**/<image>`; identities in natural order (s1, s2, ..., s10) get classes 0..C-1."""
+    """List `root/<person>/**/<image>`; identities in natural order (s1, s2, ..., s10) get classes 0..C-1. Whatever
+    has an image's name and is not a folder is an item, FIFOs, devices and broken symbolic links included: reading
+    it says what it is (data.images.read_file), so batch jobs list it instead of leaving it out unseen."""
     root = Path(root)
     if not root.is_dir():
         raise MissingDataError(f"{root}: no such folder")
@@ -54,7 +53,7 @@ def scan_identity_folders(root: str | os.PathLike) -> IdentityFolders:
     empty: list[str] = []
     for person in people:
         images = sorted(
-            (p for p in person.rglob("*") if p.is_file() and is_image_file(p)),
+            (p for p in person.rglob("*") if is_image_file(p) and not p.is_dir()),
             key=lambda p: natural_key(str(p.relative_to(person))),
         )
         if not images:

@@ -6,11 +6,12 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from facekit.data.images import decode_image, is_image_file
+from facekit.data.images import decode_image, is_image_file, read_file
 from facekit.errors import FacekitError, LayoutError, MissingDataError
 
 SPLITS = ("train", "val", "test")
@@ -18,12 +19,14 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Report:
-    """What `inspect` found: the layout, an ordered summary and the problems (empty when all is well)."""
+    """What `inspect` found: the layout, an ordered summary, the problems (empty when all is well) and notes (worth
+    knowing, not wrong)."""
 
     layout: str
     path: str
     summary: dict[str, object] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -36,6 +39,7 @@ class Report:
             "ok": self.ok,
             "summary": self.summary,
             "problems": self.problems,
+            "notes": self.notes,
         }
 
 
@@ -90,7 +94,7 @@ def _decode_all(
 
 
 def inspect_detection(root: Path, splits: Iterable[Path]) -> Report:
-    from facekit.data.labels import read_labels
+    from facekit.data.labels import face_problems, read_labels
 
     report = Report("detection_train_data", str(root))
     for split in splits:
@@ -110,17 +114,12 @@ def inspect_detection(root: Path, splits: Iterable[Path]) -> Report:
         shapes = {}
         for name, p in paths.items():
             if p.is_file():
-                got = _decode_all([(str(p), p.read_bytes)], report.problems, split.name)
+                got = _decode_all([(str(p), partial(read_file, p))], report.problems, split.name)
                 if got:
                     shapes[name] = got[0]
-        outside = 0
         for im in images:
-            if im.path in shapes and im.num_faces:
-                w, h = shapes[im.path]
-                b = im.boxes
-                outside += int(((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 2] <= 0) | (b[:, 3] <= 0)).sum())
-        if outside:
-            report.problems.append(f"{label_path}: {outside} face boxes lie entirely outside their image")
+            if im.path in shapes:
+                report.problems += face_problems(label_path, im, shapes[im.path])
         all_boxes = np.concatenate([im.boxes for im in images]) if faces else np.zeros((0, 4), np.float32)
         widths = all_boxes[:, 2] - all_boxes[:, 0]
         report.summary[split.name] = {
@@ -167,8 +166,17 @@ def inspect_recognition(root: Path) -> Report:
 
 def _check_recognition(rset, root: Path, report: Report) -> None:  # noqa: ANN001 - RecognitionSet
     from facekit.data.lst import read_lst
+    from facekit.data.recordio import first_step_back
 
     rec = rset.reader.rec_path
+    offsets = rset.reader.offsets
+    step = first_step_back(offsets)
+    if step is not None:
+        key, previous = step
+        report.notes.append(
+            f"{rset.reader.idx_path}: offsets do not increase down the file (key {key} at {offsets[key]} follows key "
+            f"{previous} at {offsets[previous]}): readable, but MXNet and facekit list records in the order written"
+        )
     label_of: dict[int, int] = {}
 
     def records() -> Iterable[tuple[str, Callable[[], bytes]]]:
@@ -243,7 +251,7 @@ def inspect_folders(root: Path) -> Report:
 
     report = Report("identity_folders", str(root))
     folders = scan_identity_folders(root)
-    shapes = _decode_all([(str(p), p.read_bytes) for p, _ in folders.items], report.problems, root.name)
+    shapes = _decode_all([(str(p), partial(read_file, p)) for p, _ in folders.items], report.problems, root.name)
     counts = Counter(label for _, label in folders.items)
     report.summary.update(
         identities=len(folders.identities),
@@ -256,31 +264,8 @@ def inspect_folders(root: Path) -> Report:
     return report
 
 
-def inspect_gallery(path: Path) -> Report:
-    """A build-db gallery: sizes, models, and rows that are not unit vectors."""
-    from facekit.gallery.store import Gallery
-
-    report = Report("gallery", str(path))
-    gallery = Gallery.load(path)
-    counts = gallery.counts().values()
-    norms = np.linalg.norm(gallery.embeddings, axis=1)
-    report.summary.update(
-        faces=len(gallery),
-        identities=len(gallery.identities),
-        faces_per_identity={"min": min(counts), "max": max(counts)},
-        embedding_dim=gallery.dim,
-        recognizer=gallery.recognizer.name,
-        detector=gallery.detector.name,
-        created=gallery.created,
-    )
-    bad = np.flatnonzero(~(np.abs(norms - 1) < 1e-3))
-    if len(bad):
-        report.problems.append(f"{path}: {len(bad)} embeddings are not unit vectors (first rows {bad[:5].tolist()})")
-    return report
-
-
 def inspect_path(path: str | os.PathLike) -> Report:
-    """Detect the layout of `path` and validate all of it."""
+    """Detect the layout of `path` and validate all of it (galleries: facekit.gallery.inspection, one package up)."""
     p = Path(path)
     layout = detect_layout(p)
     if layout == "detection_train_data":
@@ -292,5 +277,5 @@ def inspect_path(path: str | os.PathLike) -> Report:
     if layout == "verification_bin":
         return inspect_bin(p)
     if layout == "gallery":
-        return inspect_gallery(p)
+        raise LayoutError(f"{p}: a gallery; facekit.gallery.inspection.inspect_gallery inspects it")
     return inspect_folders(p)

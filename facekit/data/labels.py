@@ -4,7 +4,8 @@ retinaface: `# <path>` opens an image (path relative to `<split>/images/`); each
   4 numbers `x y w h` (val), or 20: `x y w h lx0 ly0 f0 ... lx4 ly4 f4 score` (landmark flag 0 visible, 1
   occluded, `-1 -1 -1` = no landmark); test files hold only `# path` lines.
 labelv2 (SCRFD): `# <path> <width> <height>` then `x1 y1 x2 y2` with optionally 15 landmark numbers after.
-All boxes are converted to corners (x1, y1, x2, y2) in pixels.
+All boxes are converted to corners (x1, y1, x2, y2) in pixels. Parsing checks what needs no image (counts, finite
+numbers, box sizes); face_problems checks each face against its image's size once that is read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from facekit.errors import DataFormatError, MissingDataError, where
 
 LabelStyle = Literal["retinaface", "labelv2"]
 NUM_LANDMARKS = 5
+LANDMARK_NAMES = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# How far a box or landmark may lie outside its image, as a fraction of the image's width (x) or height (y). Real
+# labels poke out by a few pixels (WIDER FACE boxes at the border; SCRFD-500M's landmarks of a face cut by the border,
+# by ~5% of the face's width); a tenth of the photo means labels of another image or another scale, or garbage.
+OUTSIDE_TOLERANCE = 0.1
 
 
 @dataclass
@@ -38,6 +45,7 @@ class ImageLabels:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     size: tuple[int, int] | None = None  # (width, height), labelv2 only
     line: int = 0
+    face_lines: tuple[int, ...] = ()  # the label.txt line of each face, when read from one
 
     @property
     def num_faces(self) -> int:
@@ -78,7 +86,9 @@ def _parse_face(
     return box, coords, has, score
 
 
-def _image_labels(path: str, faces: list, size: tuple[int, int] | None, line: int) -> ImageLabels:
+def _image_labels(
+    path: str, size: tuple[int, int] | None, line: int, faces: list, face_lines: list[int]
+) -> ImageLabels:
     count = len(faces)
     return ImageLabels(
         path=path,
@@ -88,6 +98,7 @@ def _image_labels(path: str, faces: list, size: tuple[int, int] | None, line: in
         scores=np.asarray([f[3] for f in faces], np.float32).reshape(count),
         size=size,
         line=line,
+        face_lines=tuple(face_lines),
     )
 
 
@@ -97,6 +108,7 @@ def read_labels(path: str | os.PathLike) -> tuple[LabelStyle, list[ImageLabels]]
     images: list[ImageLabels] = []
     current: tuple[str, tuple[int, int] | None, int] | None = None
     faces: list = []
+    face_lines: list[int] = []
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -111,7 +123,7 @@ def read_labels(path: str | os.PathLike) -> tuple[LabelStyle, list[ImageLabels]]
         context = where(path, line_no)
         if text.startswith("#"):
             if current is not None:
-                images.append(_image_labels(current[0], faces, current[1], current[2]))
+                images.append(_image_labels(*current, faces, face_lines))
             fields = text[1:].split()
             if not fields:
                 raise DataFormatError(f"{context}: '#' line without an image path")
@@ -126,7 +138,7 @@ def read_labels(path: str | os.PathLike) -> tuple[LabelStyle, list[ImageLabels]]
                 current = (fields[0], (int(fields[1]), int(fields[2])), line_no)
             else:
                 current = (text[1:].strip(), None, line_no)
-            faces = []
+            faces, face_lines = [], []
             continue
         if current is None:
             raise DataFormatError(f"{context}: face line before the first '# <image path>' line")
@@ -136,10 +148,37 @@ def read_labels(path: str | os.PathLike) -> tuple[LabelStyle, list[ImageLabels]]
             raise DataFormatError(f"{context}: expected numbers after '# {current[0]}', got {text[:60]!r}") from None
         if not all(np.isfinite(numbers)):
             raise DataFormatError(f"{context}: non-finite number in {text[:60]!r}")
+        if max(map(abs, numbers)) > FLOAT32_MAX:
+            raise DataFormatError(f"{context}: number beyond float32's range (3.4e38) in {text[:60]!r}")
         faces.append(_parse_face(numbers, style or "retinaface", context, current[0]))
+        face_lines.append(line_no)
     if current is not None:
-        images.append(_image_labels(current[0], faces, current[1], current[2]))
+        images.append(_image_labels(*current, faces, face_lines))
     return style or "retinaface", images
+
+
+def face_problems(label_path: str | os.PathLike, labels: ImageLabels, size: tuple[int, int]) -> list[str]:
+    """One message per face of `labels` whose box or landmarks lie outside its image of `size` (width, height) by
+    more than OUTSIDE_TOLERANCE of the image's width or height: the check eval-detect and inspect share."""
+    width, height = size
+    low = np.array([-OUTSIDE_TOLERANCE * width, -OUTSIDE_TOLERANCE * height])
+    high = np.array([width, height]) - low
+    image = f"the {width}x{height} image '{labels.path}'"
+    outside_image = f"outside {image} by more than {OUTSIDE_TOLERANCE:.0%} of its width or height"
+    problems = []
+    for i, (box, points, has) in enumerate(zip(labels.boxes, labels.landmarks, labels.landmark_mask)):
+        context = where(label_path, labels.face_lines[i] if labels.face_lines else labels.line)
+        corners = box.reshape(2, 2)
+        if not ((corners >= low) & (corners <= high)).all():
+            numbers = ", ".join(f"{v:g}" for v in box)
+            problems.append(f"{context}: face box (x1, y1, x2, y2) = ({numbers}) lies {outside_image}")
+            continue
+        outside = ~((points >= low) & (points <= high)).all(1) if has else np.zeros(NUM_LANDMARKS, bool)
+        if outside.any():
+            k = int(np.argmax(outside))
+            x, y = points[k]
+            problems.append(f"{context}: {LANDMARK_NAMES[k]} ({x:g}, {y:g}) lies {outside_image}")
+    return problems
 
 
 def resolve_images(label_path: str | os.PathLike, images: list[ImageLabels]) -> list[Path]:

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facekit import DEFAULT_MAX_PIXELS
 from facekit.data.folders import scan_identity_folders
-from facekit.data.images import decode_image, encode_jpeg
+from facekit.data.images import decode_image, encode_jpeg, read_file
 from facekit.data.lst import Property
 from facekit.data.recset import Sample, write_recognition_set
 from facekit.errors import DataFormatError, FacekitError
@@ -26,12 +27,18 @@ class PackResult:
 
 
 def pack_identity_folders(
-    src: str | os.PathLike, out_dir: str | os.PathLike, *, size: int = 112, resize: bool = False, quality: int = 95
+    src: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    size: int = 112,
+    resize: bool = False,
+    quality: int = 95,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PackResult:
     """Pack `src/<person>/<image>` into `out_dir/{cele.rec, cele.idx, cele.lst, property}`.
 
-    Every image is decoded first: unreadable ones are skipped and reported; images that are not `size` x `size`
-    refuse the whole job unless `resize` (then they are resized and re-encoded as JPEG).
+    Every image is decoded first: unreadable ones (and those over `max_pixels`) are skipped and reported; images
+    that are not `size` x `size` refuse the whole job unless `resize` (then they are resized and re-encoded as JPEG).
     """
     import cv2
 
@@ -40,8 +47,8 @@ def pack_identity_folders(
     decoded: list[tuple[Path, int, tuple[int, int]]] = []  # (path, class, (height, width)) of readable images
     for path, label in folders.items:
         try:
-            image = decode_image(path.read_bytes(), str(path))
-        except (FacekitError, OSError) as exc:
+            image = decode_image(read_file(path, max_pixels), str(path), max_pixels)
+        except FacekitError as exc:
             skipped.append(str(exc))
             continue
         decoded.append((path, label, image.shape[:2]))
@@ -57,9 +64,9 @@ def pack_identity_folders(
 
     def samples() -> Iterator[Sample]:
         for path, label, shape in decoded:
-            data = path.read_bytes()
+            data = read_file(path, max_pixels)
             if shape != (size, size) or not data.startswith(_KEEP_AS_IS):
-                image = decode_image(data, str(path))
+                image = decode_image(data, str(path), max_pixels)
                 if shape != (size, size):
                     image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
                 data = encode_jpeg(image, quality)

@@ -4,7 +4,8 @@ Record: uint32 magic 0xCED7230A | uint32 lrecord = cflag << 29 | length | payloa
 A payload that holds the magic word at a 4-byte aligned offset is split there into chunks (cflag 1 first,
 2 middle, 3 last; 0 = whole record) and the word is dropped; the reader joins the chunks and puts it back.
 Payload = IRHeader `<IfQQ` (flag, label, id, id2); when flag > 0, `flag` float32 labels follow; then the image.
-The .idx is text, one `key<TAB>offset` line per record. See ../shared/FORMATS.md section 2.
+The .idx is text, one `key<TAB>offset` line per record, in the order the records were written (so offsets increase;
+keys need not: face2rec2 writes the header record 0 after the images). See ../shared/FORMATS.md section 2.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import count, islice
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 from facekit.errors import DataFormatError, MissingDataError, where
 from facekit.fileio import commit, discard, temp_beside
@@ -26,6 +31,7 @@ _RECORD_HEAD = struct.Struct("<II")
 _IR_HEADER = struct.Struct("<IfQQ")
 _LENGTH_MASK = (1 << 29) - 1
 MAX_CHUNK = 1 << 29
+IDX_LINE_LIMIT = 64  # bytes: 'key<TAB>offset' with two 20-digit integers and a CRLF takes 43
 
 
 @dataclass(frozen=True)
@@ -66,34 +72,107 @@ def unpack(record: bytes | memoryview, context: str = "record") -> tuple[IRHeade
     return IRHeader(0, label, id1, id2), bytes(record[start:])
 
 
-def read_idx(idx_path: str | os.PathLike) -> dict[int, int]:
-    """Parse a .idx file into {key: byte offset}, in file order."""
+def read_idx(idx_path: str | os.PathLike, rec_path: str | os.PathLike | None = None) -> dict[int, int]:
+    """Parse a .idx file into {key: byte offset}, in file order.
+
+    With `rec_path`, also check the index against that .rec without reading it: every offset leaves room for a
+    record header, there are no more keys than records fit in it (8 bytes each at least: a huge .idx is refused
+    before it is all read), and no two keys share an offset.
+    """
+    rec = Path(rec_path) if rec_path is not None else None
+    size = rec.stat().st_size if rec is not None else None
     offsets: dict[int, int] = {}
+    for line_no, line in _idx_lines(idx_path):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            key, offset = int(fields[0]), int(fields[1])
+            if offset < 0:
+                raise ValueError
+        except ValueError:
+            text = line.strip()[:60].decode("ascii", "backslashreplace")
+            raise DataFormatError(
+                f"{where(idx_path, line_no)}: expected 'key<TAB>offset' with integers, got {text!r}"
+            ) from None
+        if key in offsets:
+            raise DataFormatError(f"{where(idx_path, line_no)}: key {key} appears twice")
+        if size is not None:
+            if offset + _RECORD_HEAD.size > size:
+                raise DataFormatError(
+                    f"{idx_path}: key {key} points at offset {offset}, past the end of {rec.name} ({size} bytes)"
+                )
+            if len(offsets) == size // _RECORD_HEAD.size:
+                raise DataFormatError(
+                    f"{where(idx_path, line_no)}: more keys than {rec.name} can hold ({size} bytes, records of "
+                    f"{_RECORD_HEAD.size} bytes or more: {len(offsets)} at most)"
+                )
+        offsets[key] = offset
+    if size is not None:
+        _refuse_shared_offsets(offsets, idx_path)
+    return offsets
+
+
+def _idx_lines(idx_path: str | os.PathLike, block: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each line, read a block at a time (a line longer than IDX_LINE_LIMIT is an error,
+    so memory stays bounded whatever the file holds); a progress bar on stderr when on a terminal and slow."""
+    from tqdm import tqdm
+
     try:
-        with open(idx_path, encoding="ascii") as f:
-            for line_no, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                try:
-                    if len(fields) != 2:
-                        raise ValueError
-                    key, offset = int(fields[0]), int(fields[1])
-                    if offset < 0:
-                        raise ValueError
-                except ValueError:
-                    raise DataFormatError(
-                        f"{where(idx_path, line_no)}: expected 'key<TAB>offset' with integers, "
-                        f"got {line.strip()[:60]!r}"
-                    ) from None
-                if key in offsets:
-                    raise DataFormatError(f"{where(idx_path, line_no)}: key {key} appears twice")
-                offsets[key] = offset
-    except UnicodeDecodeError:
-        raise DataFormatError(f"{idx_path}: not a text .idx file (non-ASCII bytes)") from None
+        f = open(idx_path, "rb")
     except FileNotFoundError:
         raise MissingDataError(f"{idx_path}: no such .idx file") from None
-    return offsets
+    total = os.fstat(f.fileno()).st_size
+    name = Path(idx_path).name
+    bar = tqdm(total=total, desc=name, unit="B", unit_scale=True, leave=False, disable=None, delay=1, file=sys.stderr)
+    with f, bar:
+        line_no, rest = 0, b""
+        while data := f.read(block):
+            bar.update(len(data))
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            if len(rest) > IDX_LINE_LIMIT:
+                lines.append(rest)
+            if max(map(len, lines), default=0) > IDX_LINE_LIMIT:
+                long = next(i for i, line in enumerate(lines) if len(line) > IDX_LINE_LIMIT)
+                yield from zip(count(line_no + 1), lines[:long])
+                raise DataFormatError(
+                    f"{where(idx_path, line_no + long + 1)}: line longer than {IDX_LINE_LIMIT} bytes, "
+                    "expected 'key<TAB>offset'"
+                )
+            yield from zip(count(line_no + 1), lines)
+            line_no += len(lines)
+        if rest:
+            yield line_no + 1, rest
+
+
+def first_step_back(offsets: dict[int, int]) -> tuple[int, int] | None:
+    """(key, the key listed before it) where offsets first fail to increase down the .idx, or None when they always
+    do, as every RecordIO writer (MXNet's, facekit's) lists them. Offsets below 2^63."""
+    values = np.fromiter(offsets.values(), np.int64, len(offsets))
+    back = np.flatnonzero(values[1:] <= values[:-1])
+    if not len(back):
+        return None
+    previous, key = islice(offsets, int(back[0]), int(back[0]) + 2)
+    return key, previous
+
+
+def _refuse_shared_offsets(offsets: dict[int, int], idx_path: str | os.PathLike) -> None:
+    """Two keys for one record: an error naming both. O(n) when offsets increase down the file, else O(n log n)."""
+    values = np.fromiter(offsets.values(), np.int64, len(offsets))
+    if (values[1:] > values[:-1]).all():
+        return
+    order = np.argsort(values, kind="stable")
+    same = np.flatnonzero(values[order[1:]] == values[order[:-1]])
+    if len(same):
+        first, second = int(order[same[0]]), int(order[same[0] + 1])
+        keys = list(islice(offsets, second + 1))
+        raise DataFormatError(
+            f"{idx_path}: keys {keys[first]} and {keys[second]} both point at offset {int(values[first])}; "
+            "each record has one key"
+        )
 
 
 class RecordReader:
@@ -108,14 +187,8 @@ class RecordReader:
         self.idx_path = Path(idx_path) if idx_path is not None else self.rec_path.with_suffix(".idx")
         if not self.rec_path.is_file():
             raise MissingDataError(f"{self.rec_path}: no such .rec file")
-        self.offsets = read_idx(self.idx_path)
+        self.offsets = read_idx(self.idx_path, self.rec_path)
         self.size = self.rec_path.stat().st_size
-        for key, offset in self.offsets.items():
-            if offset + _RECORD_HEAD.size > self.size:
-                raise DataFormatError(
-                    f"{self.idx_path}: key {key} points at offset {offset}, past the end of {self.rec_path.name} "
-                    f"({self.size} bytes)"
-                )
         self._file: BinaryIO | None = None
         self._map: mmap.mmap | bytes | None = None
 

@@ -8,14 +8,15 @@ machine. OUT/split.json records who went where.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from facekit import strict_json
 from facekit.data.folders import scan_identity_folders
+from facekit.data.images import file_problem
 from facekit.errors import FacekitError, LayoutError
 
 ROLES = ("calibration", "gallery", "unknown")
@@ -57,8 +58,13 @@ def split_people(
             f"calibration {split.calibration}, gallery {split.gallery}, unknown {split.unknown})"
         )
     photos: dict[str, list[Path]] = {name: [] for name in people}
+    skipped = []  # FIFOs, devices, broken links with a photo's name: neither linked nor copied (copying may not end)
     for path, label in folders.items:
-        photos[people[label]].append(path)
+        problem = file_problem(path)
+        if problem:
+            skipped.append(problem)
+        else:
+            photos[people[label]].append(path)
     chosen = people[split.skip : needed]
     roles = dict(zip(ROLES, _cut(chosen, (split.calibration, split.gallery, split.unknown)), strict=True))
     placed: list[tuple[Path, str, str]] = []  # (photo, folder under out, person)
@@ -76,6 +82,7 @@ def split_people(
         "people": roles,
         "photos": {folder: sum(where == folder for _, where, _ in placed) for folder in FOLDERS},
         "gallery_without_probes": [p for p in roles["gallery"] if len(photos[p]) <= split.gallery_photos],
+        "skipped": skipped,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -88,7 +95,7 @@ def split_people(
                 shutil.copy2(photo, target)
             else:
                 target.symlink_to(photo.resolve())
-        (tmp / SPLIT_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (tmp / SPLIT_FILE).write_text(strict_json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, out)  # onto a missing or empty folder
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

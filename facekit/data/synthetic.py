@@ -11,7 +11,6 @@ coordinates whose integers are pixel centres (as cv2 uses them).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facekit import strict_json
 from facekit.align import align_face, template
 from facekit.data.images import encode_jpeg
 from facekit.data.labels import ImageLabels, write_labels
@@ -957,7 +957,7 @@ def make_example_data(out_dir: str | os.PathLike, *, seed: int = 0) -> ExampleSu
     truth |= _write_photos(out, "probe", group["stranger"], STRANGER_PHOTOS, False, rngs["probe"])
     truth |= _write_photos(out, "calibration", group["heldout"], CALIBRATION_PHOTOS, False, rngs["calibration"])
     with atomic_write(out / "truth.json") as f:
-        json.dump({"seed": seed, "images": truth, "verification_pairs": pairs}, f, indent=1)
+        strict_json.dump({"seed": seed, "images": truth, "verification_pairs": pairs}, f, indent=1)
     return ExampleSummary(
         detection_images=det_images,
         detection_faces=det_faces,

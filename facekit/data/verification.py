@@ -15,6 +15,7 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+from facekit import strict_json
 from facekit.errors import DataFormatError, MissingDataError
 from facekit.fileio import atomic_write
 
@@ -144,4 +145,4 @@ def write_bin(path: str | os.PathLike, vset: VerificationSet, sidecar: dict | No
         pickle.dump((list(vset.images), list(vset.issame)), f, protocol=4)
     if sidecar is not None:
         with atomic_write(side) as f:
-            json.dump({"format": PAIRS_FORMAT} | sidecar, f, indent=1)
+            strict_json.dump({"format": PAIRS_FORMAT} | sidecar, f, indent=1)

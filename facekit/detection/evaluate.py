@@ -369,12 +369,13 @@ def evaluate_split(
     folder of the official .mat files) the WIDER FACE easy/medium/hard AP.
 
     Missing image files fail up front (resolve_images); unreadable ones are skipped, listed, and their faces left
-    out of every metric.
+    out of every metric. Each image's ground truth is checked against its size as it is read (face_problems): a face
+    far outside its image fails the whole evaluation.
     """
     from tqdm import tqdm
 
     from facekit.data.images import read_image
-    from facekit.data.labels import read_labels, resolve_images
+    from facekit.data.labels import face_problems, read_labels, resolve_images
 
     label_path = Path(split_dir) / "label.txt"
     _, labels = read_labels(label_path)
@@ -387,6 +388,9 @@ def evaluate_split(
         except FacekitError as exc:
             skipped.append(str(exc))
             continue
+        problems = face_problems(label_path, labelled, (image.shape[1], image.shape[0]))
+        if problems:
+            raise DataFormatError(problems[0])
         detections.append(ImageDetections.from_faces(detector.detect(image, settings)))
         truths.append(ImageTruth(labelled.boxes, landmarks=labelled.landmarks, landmark_mask=labelled.landmark_mask))
         keys.append(wider_key(labelled.path))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from facekit import strict_json
 from facekit.data.datasets import DetectionDataset
 from facekit.detection.augment import Target, TrainTransform
 from facekit.detection.box_utils import prior_boxes
@@ -299,5 +300,5 @@ def _write_artifacts(out_dir: Path, model, config: DetectorConfig, s: DetectTrai
     if s.export_onnx:
         export_scrfd_onnx(model.cpu(), config, out_dir / "detector.onnx")
     with atomic_write(out_dir / "metrics.json") as f:
-        json.dump(metrics, f, indent=2)
+        strict_json.dump(metrics, f, indent=2)
     log.info("wrote %s", ", ".join(p.name for p in sorted(out_dir.iterdir())))

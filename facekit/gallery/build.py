@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from facekit.data.images import read_each
+from facekit.errors import DataFormatError
 from facekit.gallery.store import Gallery, ModelStamp
 from facekit.runtime.detector import Face
 from facekit.runtime.pipeline import FacePipeline, align_each
@@ -57,17 +58,17 @@ def build_gallery(
     batch_images: int = 32,
     progress: bool | None = None,
 ) -> tuple[Gallery, BuildReport]:
-    """Add one face of each (photo, identity) to `base` (or to a new gallery); embeddings are computed
-    `batch_images` photos at a time. Returns the new gallery (the input is left unchanged) and the report."""
-    gallery = base or Gallery.empty(
-        pipeline.recognizer.embedding_size,
-        ModelStamp.of(pipeline.recognizer),
-        ModelStamp.of(pipeline.detector),
-        crop_size=pipeline.recognizer.input_size,
-        flip=pipeline.flip,
-    )
+    """One face of each (photo, identity) but the photos `base` holds (build-db --append): the new faces as a gallery
+    of their own, made like `base` (add_new puts them into the gallery as it is when it is written), and the report.
+    Embeddings are computed `batch_images` photos at a time."""
+    if base is None:
+        recognizer, detector = ModelStamp.of(pipeline.recognizer), ModelStamp.of(pipeline.detector)
+        gallery = Gallery.empty(pipeline.recognizer.embedding_size, recognizer, detector,
+                                crop_size=pipeline.recognizer.input_size, flip=pipeline.flip)  # fmt: skip
+    else:
+        gallery = Gallery.empty(base.dim, base.recognizer, base.detector, crop_size=base.crop_size, flip=base.flip)
     report = BuildReport(photos=len(entries))
-    known = set(zip(gallery.sources, (gallery.identities[i] for i in gallery.identity_index), strict=True))
+    known = _entries(base) if base is not None else set()
     pending: list[tuple[np.ndarray, object, str, str]] = []  # (aligned crop, face, identity, source): no photos
     todo = []
     for path, name in entries:
@@ -84,6 +85,36 @@ def build_gallery(
     return _flush(gallery, pending, pipeline, report), report
 
 
+def add_new(current: Gallery | None, new: Gallery, report: BuildReport, path: Path) -> Gallery:
+    """`new` faces (from build_gallery) added to `current`, the gallery at `path` as it is now (None: there is none;
+    read under the write lock): photos it holds already (another build-db --append added them meanwhile) are left
+    out and moved to `report.already_in`."""
+    if current is None:
+        return new
+    if (current.flip, current.crop_size) != (new.flip, new.crop_size):
+        raise DataFormatError(
+            f"{path}: gallery was rebuilt meanwhile with other settings (mirror averaging {current.flip}, "
+            f"{current.crop_size} px crops); run build-db --append again"
+        )
+    known = _entries(current)
+    names = [new.identities[i] for i in new.identity_index]
+    keep = np.array([(source, name) not in known for source, name in zip(new.sources, names, strict=True)], bool)
+    for i in np.flatnonzero(~keep):
+        report.already_in.append(new.sources[i])
+        report.added[names[i]] -= 1
+    report.added = +report.added  # drop people left with no new face
+    if not keep.any():
+        return current
+    return current.add(new.embeddings[keep], [n for n, k in zip(names, keep, strict=True) if k],
+                       [s for s, k in zip(new.sources, keep, strict=True) if k], new.boxes[keep], new.landmarks[keep],
+                       new.det_scores[keep])  # fmt: skip
+
+
+def _entries(gallery: Gallery) -> set[tuple[str, str]]:
+    """(source, identity) of each face of `gallery`."""
+    return set(zip(gallery.sources, (gallery.identities[i] for i in gallery.identity_index), strict=True))
+
+
 def one_face_each(
     paths: Sequence[Path],
     pipeline: FacePipeline,
@@ -93,10 +124,13 @@ def one_face_each(
     progress: bool | None = None,
 ) -> Iterator[tuple[int, Path, Face, np.ndarray]]:
     """(position, path, picked face, its aligned crop uint8 [S, S, 3]) of each photo of one person; unreadable
-    photos, photos without a face and photos with several go into `report`."""
-    images = read_each(paths, report.unreadable, desc, progress)
+    photos (and those whose detection failed), photos without a face and photos with several go into `report`."""
+    images = read_each(paths, report.unreadable, desc, progress, pipeline.max_pixels)
     size = pipeline.recognizer.input_size
     for photo in align_each(images, pipeline.detect, size=size, pick=pick):
+        if photo.error is not None:
+            report.unreadable.append(photo.error)
+            continue
         if photo.face is None:
             report.no_face.append(str(photo.path))
             continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,8 +11,8 @@ from typing import IO
 
 import numpy as np
 
-from facekit.data.images import read_each
-from facekit.errors import ImageDecodeError
+from facekit import strict_json
+from facekit.data.images import NoReadablePhotos, photo_errors, photo_failure, read_each
 from facekit.fileio import output_stream
 from facekit.gallery.store import Gallery
 from facekit.runtime.pipeline import FacePipeline
@@ -35,14 +34,6 @@ def default_threshold(recognizer: object) -> tuple[float, str]:
     if recognizer.threshold is not None:
         return recognizer.threshold, "calibrated by train-recognize"
     return DEFAULT_THRESHOLD, "default for uncalibrated recognizers"
-
-
-class NoReadablePhotos(ImageDecodeError):
-    """Not one photo could be read (nothing was written); `unreadable` holds the reasons."""
-
-    def __init__(self, unreadable: list[str]) -> None:
-        super().__init__(f"none of the {len(unreadable)} photos could be read")
-        self.unreadable = unreadable
 
 
 class Matcher:
@@ -115,13 +106,18 @@ def recognize_images(
     report = RecognizeReport()
     annotated = AnnotatedOutput(annotated_dir, paths) if annotated_dir is not None else None
     with output_stream(out) as sink:
-        write = _csv_writer(sink) if fmt == "csv" else lambda record: sink.write(json.dumps(record) + "\n")
+        write = _csv_writer(sink) if fmt == "csv" else lambda record: sink.write(strict_json.dumps(record) + "\n")
         # (path, (height, width), faces, their aligned crops, the photo only when it is drawn on): a batch holds
         # crops, not photos, so memory does not grow with photo size x batch size
         batch: list[tuple[Path, tuple[int, int], list, np.ndarray, np.ndarray | None]] = []
-        for _, path, image in read_each(paths, report.unreadable, "recognize", progress):
-            faces = pipeline.detect(image)
-            crops = pipeline.crops([image] * len(faces), faces)
+        errors = photo_errors()
+        for _, path, image in read_each(paths, report.unreadable, "recognize", progress, pipeline.max_pixels):
+            try:
+                faces = pipeline.detect(image)
+                crops = pipeline.crops([image] * len(faces), faces)
+            except errors as exc:
+                report.unreadable.append(photo_failure(path, exc))
+                continue
             batch.append((path, image.shape[:2], faces, crops, image if annotated is not None else None))
             if len(batch) >= batch_images:
                 _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report)

@@ -1,7 +1,8 @@
 """Top-k inner-product search of L2-normalised embeddings: exact (blocked torch matrix products) or faiss.
 
 Every search returns (scores float32 [Q, k'], indices int64 [Q, k']) sorted by descending score, k' = min(k, N).
-faiss indexes are cached beside the gallery, named after a key that changes whenever the embeddings do.
+faiss indexes are cached beside the gallery, named after a key that changes whenever the embeddings do, and checked
+against the embeddings before each use (FaissIndex.mismatch): a stale or poisoned cache file is rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ INDEXES = ("exact", "flat", "ivf")
 SCORE_BUDGET = 1 << 24  # scores per block when block_rows is None (64 MiB of float32)
 GROUP = 32  # strided column groups per block in the fast top-k selection (see _block_candidates)
 TRAIN_POINTS_PER_LIST = 64  # IVF k-means trains on at most this many embeddings per list (faiss advises 30-256)
+CHECKED_ASSIGNMENTS = 1024  # a cached IVF index must have this many sampled rows in their nearest centroid's list
 KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -203,6 +205,48 @@ class FaissIndex:
         with atomic_write(path, "wb") as f:
             faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
 
+    def mismatch(self, embeddings: np.ndarray) -> str | None:
+        """Why this index is not exactly an index of `embeddings` [N, D], or None when it is: it must hold every row
+        once, bit for bit, under its own number; an IVF index must also hold CHECKED_ASSIGNMENTS sampled rows in
+        the list of their nearest centroid (so a cache file cannot answer for another gallery, or wrongly)."""
+        import faiss
+
+        n, dim = _shape(embeddings, "embeddings")
+        if len(self) != n or self.index.d != dim:
+            return f"holds {len(self)} x {self.index.d}, the gallery {n} x {dim}"
+        if not n:
+            return None
+        if self.kind == "flat":
+            stored = faiss.rev_swig_ptr(self.index.get_xb(), n * dim).reshape(n, dim)
+            return _differing(stored, np.arange(n), embeddings)
+        ivf, lists = self.index, self.index.invlists
+        quantizer = ivf.quantizer
+        if quantizer.metric_type != faiss.METRIC_INNER_PRODUCT or quantizer.ntotal != ivf.nlist:
+            return f"its quantizer is not {ivf.nlist} inner-product centroids"
+        if not 1 <= ivf.nprobe <= ivf.nlist:
+            return f"probes {ivf.nprobe} of its {ivf.nlist} lists"
+        home = np.full(n, -1, np.int64)  # the list each row is in
+        for number in range(ivf.nlist):
+            size = lists.list_size(number)
+            if not size:
+                continue
+            ids = faiss.rev_swig_ptr(lists.get_ids(number), size).copy()
+            if ids.min() < 0 or ids.max() >= n or (home[ids] >= 0).any() or len(np.unique(ids)) < size:
+                return f"list {number} holds row numbers outside 0..{n - 1} or held twice"
+            home[ids] = number
+            codes = faiss.rev_swig_ptr(lists.get_codes(number), size * ivf.code_size)
+            problem = _differing(codes.view(np.float32).reshape(size, dim), ids, embeddings)
+            if problem:
+                return problem
+        if (home < 0).any():
+            return f"lacks row {int(np.argmax(home < 0))}"
+        sample = np.unique(np.linspace(0, n - 1, min(n, CHECKED_ASSIGNMENTS)).astype(np.int64))
+        rows = np.ascontiguousarray(embeddings[sample], dtype=np.float32)
+        best, _ = quantizer.search(rows, 1)
+        own = np.einsum("ij,ij->i", rows, quantizer.reconstruct_batch(home[sample]))
+        wrong = np.flatnonzero(~(own >= best[:, 0] - 1e-5))
+        return f"holds row {sample[wrong[0]]} in a list other than its nearest centroid's" if len(wrong) else None
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> FaissIndex:
         """Read an index written by `save`: MissingDataError if absent, DataFormatError if not such an index."""
@@ -221,6 +265,17 @@ class FaissIndex:
         ):
             raise DataFormatError(f"{path}: a faiss {type(index).__name__}, not an inner-product flat or IVF index")
         return cls(index)
+
+
+def _differing(stored: np.ndarray, ids: np.ndarray, embeddings: np.ndarray) -> str | None:
+    """Which stored row [M, D] (row ids [M]) differs from its embedding, compared a block at a time; or None."""
+    step = max(1, SCORE_BUDGET // stored.shape[1])
+    for start in range(0, len(stored), step):
+        block = ids[start : start + step]
+        same = (stored[start : start + step] == embeddings[block]).all(1)
+        if not same.all():
+            return f"row {block[np.argmin(same)]} differs from the gallery's"
+    return None
 
 
 def _check_build(kind: str, nlist: int | None, nprobe: int | None) -> None:
@@ -244,7 +299,7 @@ def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, k
         raise ValueError(f"cache key {key!r} must be made of letters, digits, '-' and '_'")
     _check_build(kind, kw.get("nlist"), kw.get("nprobe"))
     prefix = Path(prefix)
-    path = prefix.with_name(f"{prefix.name}.{kind}.{key}.faiss")
+    path = cache_path(prefix, kind, key)
     index = _load_cached(path, embeddings, kind, kw.get("nlist"))
     if index is None:
         index = FaissIndex.build(embeddings, kind, **kw)
@@ -259,6 +314,12 @@ def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, k
         if other.name != path.name and stale.fullmatch(other.name):
             other.unlink(missing_ok=True)
     return index
+
+
+def cache_path(prefix: str | os.PathLike, kind: str, key: str) -> Path:
+    """Where cached_index keeps the `kind` index of content `key` for `prefix`: '<prefix>.<kind>.<key>.faiss'."""
+    prefix = Path(prefix)
+    return prefix.with_name(f"{prefix.name}.{kind}.{key}.faiss")
 
 
 def _load_cached(path: Path, embeddings: np.ndarray, kind: str, nlist: int | None) -> FaissIndex | None:
@@ -276,7 +337,9 @@ def _load_cached(path: Path, embeddings: np.ndarray, kind: str, nlist: int | Non
     elif nlist is not None and index.index.nlist != max(1, min(nlist, n)):
         problem = f"has {index.index.nlist} lists, not {nlist}"
     else:
-        return index
+        problem = index.mismatch(embeddings)
+        if problem is None:
+            return index
     log.warning("%s: cached index %s; rebuilding it", path, problem)
     return None
 

@@ -6,7 +6,7 @@ import csv
 import os
 from pathlib import Path
 
-from facekit.data.images import list_images
+from facekit.data.images import file_problem, list_images
 from facekit.errors import DataFormatError, LayoutError, MissingDataError, where
 
 LIST_SUFFIXES = (".csv", ".lst", ".txt")
@@ -24,6 +24,8 @@ def enrolment_list(path: str | os.PathLike) -> tuple[list[tuple[Path, str]], lis
     if p.is_dir():
         folders = scan_identity_folders(p)
         return [(image, folders.identities[label]) for image, label in folders.items], folders.empty
+    if p.exists() and not p.is_file():
+        raise LayoutError(f"{file_problem(p)}; expected a folder or a list file")
     if not p.is_file():
         raise MissingDataError(f"{p}: no such folder or list file")
     if p.suffix.lower() == ".lst":

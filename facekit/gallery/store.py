@@ -6,8 +6,10 @@ Every write makes a whole new file beside the old one and renames it over, so a 
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,19 +20,11 @@ from facekit import __version__
 from facekit.align import ARCFACE_TEMPLATE
 from facekit.errors import DataFormatError, MissingDataError
 from facekit.fileio import atomic_path
+from facekit.gallery.schema import NORM_TOLERANCE, SCHEMA_VERSION, read_gallery
 
-SCHEMA_VERSION = 1
 GALLERY_SUFFIXES = (".h5", ".hdf5")
+LIBVER = ("v110", "v110")  # HDF5 1.10's file format: checksummed object headers and chunk indexes
 DEFAULT_FILE = "gallery.h5"  # the file name used when DB_OUTPUT_PATH is a folder
-# per-entry datasets: name -> (dtype, shape after N)
-ENTRY_DATASETS = {
-    "embeddings": (np.float32, None),  # [N, D]
-    "identity_index": (np.int32, ()),
-    "sources": (str, ()),
-    "boxes": (np.float32, (4,)),
-    "landmarks": (np.float32, (5, 2)),
-    "det_scores": (np.float32, ()),
-}
 
 
 @dataclass(frozen=True)
@@ -108,6 +102,14 @@ class Gallery:
         """A new gallery with M more entries (embeddings [M, D] ...); new names become new identities."""
         if embeddings.shape[1:] != (self.dim,):
             raise ValueError(f"embeddings of shape {embeddings.shape[1:]} do not fit a {self.dim}-d gallery")
+        embeddings = np.asarray(embeddings, np.float64)
+        norms = np.linalg.norm(embeddings, axis=1)
+        bad = np.flatnonzero(~(norms > 1e-6) | ~np.isfinite(norms))
+        if len(bad):
+            raise DataFormatError(
+                f"refusing to add embedding {bad[0]} of {len(embeddings)} ({names[bad[0]]}, {sources[bad[0]]}): "
+                f"{'zero' if np.isfinite(norms[bad[0]]) else 'NaN or infinite'}; the recognizer's output is broken"
+            )
         identities = list(self.identities)
         position = {name: i for i, name in enumerate(identities)}
         for name in names:
@@ -163,51 +165,60 @@ class Gallery:
             )
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the gallery to `path` atomically (chunked, gzip-compressed datasets)."""
+        """Write the gallery to `path` atomically, after removing the temporaries of earlier killed writes. Every
+        byte is checksummed: datasets chunked, gzip-compressed and fletcher32-summed, text as fixed-length UTF-8
+        (HDF5 cannot checksum variable-length strings), metadata in HDF5 1.10's checksummed format."""
         import h5py
 
         if not len(self):
             raise ValueError("refusing to write a gallery without faces")
         path = Path(path)
-        strings = h5py.string_dtype("utf-8")
+        norms = np.linalg.norm(self.embeddings.astype(np.float64), axis=1)
+        bad = np.flatnonzero(~(np.abs(norms - 1) <= NORM_TOLERANCE))
+        if len(bad):
+            raise DataFormatError(f"{path}: refusing to write embedding {bad[0]}: L2 norm {norms[bad[0]]:.6g}, not 1")
+        for name in ("boxes", "landmarks", "det_scores"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise DataFormatError(f"{path}: refusing to write {name} holding NaN or infinite values")
         data = {
             "embeddings": self.embeddings,
             "identity_index": self.identity_index,
-            "sources": np.array(self.sources, dtype=object),
+            "sources": _utf8(self.sources),
             "boxes": self.boxes,
             "landmarks": self.landmarks,
             "det_scores": self.det_scores,
+            "identities": _utf8(self.identities),
+            "templates": self.templates(),
         }
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _stale(path, remove=True)
+        with _writing(path) as tmp, h5py.File(tmp, "w", libver=LIBVER, locking=False) as f:  # _writing locks it
             for name, values in data.items():
                 chunks = (min(len(values), 4096), *values.shape[1:])
-                dtype = strings if values.dtype == object else values.dtype
-                f.create_dataset(name, data=values, dtype=dtype, chunks=chunks, compression="gzip", shuffle=True)
-            f.create_dataset("identities", data=np.array(self.identities, dtype=object), dtype=strings)
-            f.create_dataset("templates", data=self.templates(), compression="gzip", shuffle=True)
+                f.create_dataset(name, data=values, chunks=chunks, compression="gzip", shuffle=True, fletcher32=True)
             f.attrs.update(
                 {
-                    "format": "facekit-gallery",
+                    "format": _utf8("facekit-gallery"),
                     "schema_version": SCHEMA_VERSION,
                     "embedding_dim": self.dim,
-                    "recognizer": self.recognizer.name,
-                    "recognizer_fingerprint": self.recognizer.fingerprint,
-                    "detector": self.detector.name,
-                    "detector_fingerprint": self.detector.fingerprint,
+                    "recognizer": _utf8(self.recognizer.name),
+                    "recognizer_fingerprint": _utf8(self.recognizer.fingerprint),
+                    "detector": _utf8(self.detector.name),
+                    "detector_fingerprint": _utf8(self.detector.fingerprint),
                     "alignment_template": ARCFACE_TEMPLATE,
                     "crop_size": self.crop_size,
                     "flip": self.flip,
-                    "facekit_version": __version__,
-                    "created": self.created,
-                    "updated": _now(),
-                    "content_id": self.content_id,
+                    "facekit_version": _utf8(__version__),
+                    "created": _utf8(self.created),
+                    "updated": _utf8(_now()),
+                    "content_id": _utf8(self.content_id),
                 }
             )
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Gallery:
-        """Read and validate a gallery written by save()."""
+        """Read a gallery written by save(), every attribute and dataset checked against the schema and each other
+        before its data is read (facekit.gallery.schema), the rows read and checked in bounded blocks."""
         import h5py
 
         path = Path(path)
@@ -219,43 +230,25 @@ class Gallery:
             raise DataFormatError(f"{path}: not an HDF5 file (expected a gallery made by facekit build-db)") from None
         try:
             with f:
-                attrs = dict(f.attrs)
-                if attrs.get("format") != "facekit-gallery":
-                    raise DataFormatError(f"{path}: an HDF5 file, but not a facekit gallery (no format attribute)")
-                if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-                    raise DataFormatError(
-                        f"{path}: gallery schema version {attrs.get('schema_version')}; this facekit reads "
-                        f"{SCHEMA_VERSION} (facekit {__version__})"
-                    )
-                missing = [name for name in [*ENTRY_DATASETS, "identities"] if name not in f]
-                if missing:
-                    raise DataFormatError(f"{path}: gallery lacks dataset(s) {', '.join(missing)}")
-                values = {name: f[name][()] for name in ENTRY_DATASETS}
-                identities = [s.decode("utf-8") for s in f["identities"][()]]
-            gallery = cls(
-                embeddings=np.asarray(values["embeddings"], np.float32),
-                identity_index=np.asarray(values["identity_index"], np.int32),
-                identities=identities,
-                sources=[s.decode("utf-8") for s in values["sources"]],
-                boxes=values["boxes"],
-                landmarks=values["landmarks"],
-                det_scores=values["det_scores"],
-                recognizer=ModelStamp(str(attrs["recognizer"]), str(attrs["recognizer_fingerprint"])),
-                detector=ModelStamp(str(attrs["detector"]), str(attrs["detector_fingerprint"])),
-                crop_size=int(attrs["crop_size"]),
-                flip=bool(attrs["flip"]),
-                created=str(attrs["created"]),
-                content_id=str(attrs["content_id"]),
-            )
-            dim = int(attrs["embedding_dim"])
-        except KeyError as exc:
-            raise DataFormatError(f"{path}: gallery lacks attribute {exc.args[0]}; rebuild it with build-db") from None
-        except (OSError, RuntimeError, ValueError) as exc:  # how HDF5 reports damaged bytes inside the file
-            raise DataFormatError(
-                f"{path}: damaged gallery file ({str(exc).splitlines()[0][:120]}); rebuild it with build-db"
-            ) from None
-        _validate(gallery, path, dim)
-        return gallery
+                attrs, values = read_gallery(f, path)
+        except (KeyError, OSError, RuntimeError, TypeError, ValueError) as exc:  # how HDF5 reports damaged bytes
+            reason = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).splitlines()[0][:120]
+            raise DataFormatError(f"{path}: damaged gallery file ({reason}); rebuild it with build-db") from None
+        return cls(
+            embeddings=values["embeddings"],
+            identity_index=values["identity_index"],
+            identities=values["identities"],
+            sources=values["sources"],
+            boxes=values["boxes"],
+            landmarks=values["landmarks"],
+            det_scores=values["det_scores"],
+            recognizer=ModelStamp(attrs["recognizer"], attrs["recognizer_fingerprint"]),
+            detector=ModelStamp(attrs["detector"], attrs["detector_fingerprint"]),
+            crop_size=attrs["crop_size"],
+            flip=attrs["flip"],
+            created=attrs["created"],
+            content_id=attrs["content_id"],
+        )
 
 
 def gallery_file(path: str | os.PathLike) -> Path:
@@ -264,17 +257,63 @@ def gallery_file(path: str | os.PathLike) -> Path:
     return p / DEFAULT_FILE if p.is_dir() or os.fspath(path).endswith(os.sep) else p
 
 
-def _validate(gallery: Gallery, path: Path, dim: int) -> None:
-    n = len(gallery.embeddings)
-    if gallery.embeddings.ndim != 2 or gallery.dim != dim:
-        raise DataFormatError(f"{path}: embeddings have shape {gallery.embeddings.shape}, expected [N, {dim}]")
-    for name, (_, shape) in ENTRY_DATASETS.items():
-        values = getattr(gallery, name)
-        actual = (len(values),) if isinstance(values, list) else values.shape
-        if shape is not None and actual != (n, *shape):
-            raise DataFormatError(f"{path}: dataset {name} has shape {list(actual)}, expected {[n, *shape]}")
-    if n and not 0 <= gallery.identity_index.min() <= gallery.identity_index.max() < len(gallery.identities):
-        raise DataFormatError(f"{path}: identity_index points outside the {len(gallery.identities)} identities")
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The hidden temporaries (`.NAME.xxxxxxxx.tmp`) that killed writes of gallery `path` left beside it; a write
+    in progress holds a lock on its own, so it is never among them."""
+    return _stale(Path(path), remove=False)
+
+
+def _stale(path: Path, *, remove: bool) -> list[Path]:
+    """stale_temporaries(path), deleted too when `remove` (those that cannot be deleted are not listed)."""
+    import fcntl
+
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")  # tempfile's names: see fileio
+    try:
+        candidates = sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return []
+    stale = []
+    for candidate in candidates:
+        try:
+            fd = os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by its writer from creation to rename
+            if remove:
+                candidate.unlink()
+            stale.append(candidate)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return stale
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[Path]:
+    """atomic_path(path) whose temporary stays locked (flock) from its creation until it is renamed or removed,
+    so that other writers know it is not stale. HDF5 must then open it with locking=False."""
+    import fcntl
+
+    held = []
+    try:
+        with atomic_path(path) as tmp:
+            held.append(os.open(tmp, os.O_RDONLY))
+            fcntl.flock(held[0], fcntl.LOCK_EX)
+            yield tmp
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _utf8(text: str | Sequence[str]) -> np.ndarray:
+    """`text` (one str or a sequence) as fixed-length UTF-8 strings, which HDF5 keeps in checksummed storage."""
+    import h5py
+
+    encoded = [t.encode("utf-8") for t in ([text] if isinstance(text, str) else text)]
+    values = np.array(encoded, dtype=h5py.string_dtype("utf-8", max([1, *map(len, encoded)])))
+    return values[0] if isinstance(text, str) else values
 
 
 def mean_templates(embeddings: np.ndarray, labels: np.ndarray, identities: int) -> np.ndarray:

@@ -7,19 +7,20 @@ and returns one output, "embedding" [batch, D], not L2-normalised (like insightf
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from facekit import strict_json
 from facekit.norms import ARCFACE, Normalization
-from facekit.onnx_export import export_onnx
+from facekit.onnx_export import export_onnx, weights_digest
 from facekit.recognition.config import RecognizerConfig
 
 ONNX_FILE = "recognizer.onnx"  # the export's name inside a recognizer model directory
 FINGERPRINT_KEY = "facekit_fingerprint"  # ONNX metadata_props keys
+WEIGHTS_KEY = "facekit_weights_sha256"  # weights_digest() of the file when its fingerprint claim was written
 THRESHOLD_KEY = "facekit_threshold"
 CALIBRATION_KEY = "facekit_calibration"
 
@@ -52,16 +53,24 @@ def export_arcface_onnx(
     """Write `path` (one self-contained .onnx, dynamic batch), atomically. The backbone is put in eval mode.
 
     metadata_props carry what the runtime needs beyond insightface's convention: "facekit_fingerprint" (the
-    fingerprint of the model.pt this graph was exported from, so a gallery accepts both forms of one model),
-    "facekit_threshold" (the calibrated cosine threshold) and "facekit_calibration" (its provenance, JSON), when
-    known."""
+    fingerprint of the model.pt this graph was exported from, so a gallery accepts both forms of one model) with
+    "facekit_weights_sha256" (the digest of this graph's weights that the claim holds for), "facekit_threshold" (the
+    calibrated cosine threshold) and "facekit_calibration" (its provenance, JSON), when known."""
     model = backbone.eval() if config.norm == ARCFACE else ArcfaceInput(backbone.eval(), config.norm)
     example = torch.zeros(2, 3, config.input_size, config.input_size)
     dynamic = {"input.1": {0: "batch"}, "embedding": {0: "batch"}}
     metadata = {FINGERPRINT_KEY: fingerprint} if fingerprint else {}
     metadata.update(threshold_metadata(config.threshold, config.calibration))
+    digest_key = WEIGHTS_KEY if fingerprint else None  # binds the claim to this graph's weights
     return export_onnx(
-        model, example, path, output_names=["embedding"], dynamic_axes=dynamic, opset=opset, metadata=metadata
+        model,
+        example,
+        path,
+        output_names=["embedding"],
+        dynamic_axes=dynamic,
+        opset=opset,
+        metadata=metadata,
+        digest_key=digest_key,
     )
 
 
@@ -69,15 +78,18 @@ def threshold_metadata(threshold: float | None, calibration: dict | None) -> dic
     """The metadata_props entries of a threshold and its calibration (those that are not None)."""
     metadata = {} if threshold is None else {THRESHOLD_KEY: repr(float(threshold))}
     if calibration is not None:
-        metadata[CALIBRATION_KEY] = json.dumps(calibration, sort_keys=True)
+        metadata[CALIBRATION_KEY] = strict_json.dumps(calibration, sort_keys=True)
     return metadata
 
 
 def rewrite_metadata(source: str | os.PathLike, target: str | os.PathLike, updates: dict[str, str]) -> None:
-    """Write the .onnx `source` to `target` with its metadata_props updated by `updates` (the graph unchanged)."""
+    """Write the .onnx `source` to `target` with its metadata_props updated by `updates` (the graph unchanged). A
+    fingerprint claim among `updates` is bound to the weights it is made for (WEIGHTS_KEY)."""
     import onnx
 
     graph = onnx.load(str(source))
-    props = {p.key: p.value for p in graph.metadata_props}
-    onnx.helper.set_model_props(graph, {**props, **updates})
+    props = {p.key: p.value for p in graph.metadata_props} | updates
+    if FINGERPRINT_KEY in updates:
+        props[WEIGHTS_KEY] = weights_digest(graph)
+    onnx.helper.set_model_props(graph, props)
     onnx.save(graph, str(target))

@@ -22,6 +22,7 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from facekit import strict_json
 from facekit.distributed import Distributed
 from facekit.errors import FacekitError, MissingDataError
 from facekit.fileio import atomic_write
@@ -408,7 +409,7 @@ class _Trainer:
             plot_roc(self.results, self.out_dir / "roc.png")
             metrics["verification"] = {name: r.as_dict() for name, r in self.results.items()}
         with atomic_write(self.out_dir / "metrics.json") as f:
-            json.dump(metrics, f, indent=2)
+            strict_json.dump(metrics, f, indent=2)
         log.info("wrote %s", ", ".join(p.name for p in sorted(self.out_dir.iterdir())))
         return metrics
 

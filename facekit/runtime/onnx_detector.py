@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facekit.errors import DataFormatError
+from facekit.errors import DataFormatError, ModelError
 from facekit.fileio import sha256_file
 from facekit.norms import SCRFD
 from facekit.runtime.detector import DetectSettings, Face, postprocess, resize_for_detection
@@ -25,6 +25,8 @@ _LAYOUTS = {
     10: ((8, 16, 32, 64, 128), 1, False),
     15: ((8, 16, 32, 64, 128), 1, True),
 }
+# what the outputs hold, in file order (every stride's scores, then boxes, then key points): values per anchor
+_WIDTHS = (("scores", 1), ("boxes", 4), ("key points", 10))
 
 
 def create_session(path: str | os.PathLike, device: str = "cpu"):  # noqa: ANN201 - onnxruntime.InferenceSession
@@ -43,22 +45,85 @@ def create_session(path: str | os.PathLike, device: str = "cpu"):  # noqa: ANN20
         raise DataFormatError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
 
 
+def run_session(session, feeds: dict[str, np.ndarray], path: str | os.PathLike) -> list[np.ndarray]:  # noqa: ANN001
+    """session.run(None, feeds), with what ONNX Runtime raises on a model that cannot run as one line."""
+    try:
+        return session.run(None, feeds)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise DataFormatError(f"{path}: ONNX Runtime cannot run it ({str(exc).splitlines()[0][:200]})") from None
+
+
+def dims(shape: list) -> str:
+    """An ONNX shape as the messages show it: [batch, 3, 112, 112] (symbolic dims by name, unnamed ones as ?)."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
 class OnnxDetector:
     """Runs a SCRFD-layout detector. Dynamic-size models see the photo scaled to `max_size` and padded to a
-    multiple of 32; fixed-size models see it letterboxed into their input size."""
+    multiple of the largest stride; fixed-size models see it letterboxed into their input size."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
         self.path = Path(path)
         self.session = create_session(path, device)
-        outputs = self.session.get_outputs()
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(outputs) not in _LAYOUTS:
             raise DataFormatError(f"{path}: {len(outputs)} outputs; a SCRFD-layout detector has 6, 9, 10 or 15")
         self.strides, self.anchors, self.has_points = _LAYOUTS[len(outputs)]
-        self.input_name = self.session.get_inputs()[0].name
-        shape = self.session.get_inputs()[0].shape
+        shape = inputs[0].shape or []
+        if len(inputs) != 1 or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise DataFormatError(
+                f"{path}: {len(inputs)} input(s), the first {dims(shape)}; a SCRFD-layout detector takes one "
+                "[1, 3, H, W] image"
+            )
+        self.input_name = inputs[0].name
         self.fixed_size = (shape[3], shape[2]) if all(isinstance(v, int) for v in shape[2:]) else None
+        self.output_names = [output.name for output in outputs]
+        for i, output in enumerate(outputs):
+            self._check_declared(i, output.shape or [])
         self.name = f"ONNX {self.path.name}"
         self._centres: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def _kind(self, i: int) -> tuple[str, int, int]:
+        """Output i's (what it holds, values per anchor, stride)."""
+        kind, width = _WIDTHS[i // len(self.strides)]
+        return kind, width, self.strides[i % len(self.strides)]
+
+    def _check_declared(self, i: int, shape: list) -> None:
+        """The shape the file declares for output i: [N, C] or [1, N, C] with C values per anchor (symbolic dims
+        pass; an empty shape says nothing, and the runs are checked all the same)."""
+        kind, width, stride = self._kind(i)
+        fixed = [d if isinstance(d, int) else None for d in shape]
+        batched = len(shape) == 3 and fixed[0] not in (1, None)
+        if shape and (len(shape) not in (2, 3) or fixed[-1] not in (width, None) or batched):
+            raise DataFormatError(
+                f"{self.path}: output {i + 1} ({self.output_names[i]}) has shape {dims(shape)}; a SCRFD-layout "
+                f"detector with {len(self.output_names)} outputs gives the {kind} of stride {stride} there: "
+                f"[N, {width}] or [1, N, {width}]"
+            )
+
+    def _outputs(self, blob: np.ndarray) -> list[np.ndarray]:
+        """The session's outputs for `blob` [1, 3, H, W] as [N, C] arrays, each checked against the layout: N =
+        anchors at every position of its stride, all values finite."""
+        height, width = blob.shape[2:]
+        outs = run_session(self.session, {self.input_name: blob}, self.path)
+        checked = []
+        for i, out in enumerate(outs):
+            kind, values, stride = self._kind(i)
+            rows = (height // stride) * (width // stride) * self.anchors
+            got = out[0] if out.ndim == 3 and len(out) == 1 else out
+            if got.shape != (rows, values):
+                raise ModelError(
+                    f"{self.path}: output {i + 1} ({self.output_names[i]}) has shape {list(out.shape)} for a "
+                    f"{width}x{height} input; the {kind} of stride {stride} are [{rows}, {values}] there "
+                    f"({width // stride}x{height // stride} positions x {self.anchors} anchors)"
+                )
+            if not np.isfinite(got).all():
+                raise ModelError(
+                    f"{self.path}: output {i + 1} ({self.output_names[i]}) holds NaN or infinite {kind}; the model is "
+                    "broken (damaged weights or a numeric overflow)"
+                )
+            checked.append(got)
+        return checked
 
     @cached_property
     def fingerprint(self) -> str:
@@ -71,7 +136,8 @@ class OnnxDetector:
         if self.fixed_size is None:
             resized, scale = resize_for_detection(image, max_size)
             h, w = resized.shape[:2]
-            canvas_w, canvas_h = -(-w // 32) * 32, -(-h // 32) * 32
+            step = self.strides[-1]  # every stride's grid then covers the canvas exactly
+            canvas_w, canvas_h = -(-w // step) * step, -(-h // step) * step
         else:
             canvas_w, canvas_h = self.fixed_size
             scale = min(canvas_w / image.shape[1], canvas_h / image.shape[0])
@@ -92,7 +158,7 @@ class OnnxDetector:
     def detect(self, image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Face]:
         """Faces in a BGR uint8 [H, W, 3] image, strongest first."""
         blob, scale = self._input(image, settings.max_size)
-        outs = [o[0] if o.ndim == 3 else o for o in self.session.run(None, {self.input_name: blob})]
+        outs = self._outputs(blob)
         levels = len(self.strides)
         boxes, scores, points = [], [], []
         for i, stride in enumerate(self.strides):

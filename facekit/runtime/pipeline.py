@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facekit import DEFAULT_MAX_PIXELS
 from facekit.align import align_face
+from facekit.data.images import photo_errors, photo_failure
 from facekit.runtime.detector import DetectSettings, Face
 
 
@@ -34,12 +36,13 @@ PICKS: dict[str, Callable[[Face, tuple[int, int]], float]] = {
 @dataclass
 class FacePipeline:
     """A detector (any object with .detect(image, settings) -> [Face]) and a Recognizer; `flip` averages each crop's
-    embedding with its mirror image's."""
+    embedding with its mirror image's; photos over `max_pixels` are refused before they are decoded."""
 
     detector: object
     recognizer: object
     settings: DetectSettings = DetectSettings()
     flip: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces with landmarks in BGR uint8 [H, W, 3], strongest first (faces without landmarks cannot be aligned)."""
@@ -82,7 +85,8 @@ def pick_face(faces: Sequence[Face], pick: str = "largest", shape: tuple[int, in
 @dataclass
 class Photo:
     """One photo after detect-pick-align: its faces with landmarks (strongest first), the picked one's index and its
-    aligned crop uint8 [S, S, 3] (None without a face). The decoded photo itself is not kept."""
+    aligned crop uint8 [S, S, 3] (None without a face), or the one-line `error` that stopped the work on it. The
+    decoded photo itself is not kept."""
 
     index: int
     path: Path
@@ -90,6 +94,7 @@ class Photo:
     faces: list[Face] = field(default_factory=list)
     picked: int | None = None
     crop: np.ndarray | None = None
+    error: str | None = None
 
     @property
     def face(self) -> Face | None:
@@ -105,18 +110,25 @@ def align_each(
     workers: int = 1,
 ) -> Iterator[Photo]:
     """Detect, pick and align one face in each (position, path, BGR image) of `images` (as data.images.read_each
-    yields them), in input order; `detect` gives a photo's faces with landmarks (FacePipeline.detect).
-    `workers` > 1 runs that many photos at once in threads (ONNX Runtime, PyTorch and
+    yields them), in input order; `detect` gives a photo's faces with landmarks (FacePipeline.detect). A photo
+    whose work fails (data.images.photo_errors: OpenCV, out of memory) comes out with its `error` set, and the rest
+    go on. `workers` > 1 runs that many photos at once in threads (ONNX Runtime, PyTorch and
     OpenCV release the GIL); at most 2 x workers decoded photos are held at once."""
     if pick not in PICKS:
         raise ValueError(f"unknown pick {pick!r}; known: {', '.join(PICKS)}")
 
+    errors = photo_errors()
+
     def one(index: int, path: Path, image: np.ndarray) -> Photo:
         photo = Photo(index, path, image.shape[:2])
-        photo.faces = detect(image)
-        if photo.faces:
-            photo.picked = pick_index(photo.faces, pick, photo.shape)
-            photo.crop = align_face(image, photo.faces[photo.picked].landmarks, size)
+        try:
+            faces = detect(image)
+            picked = pick_index(faces, pick, photo.shape) if faces else None
+            crop = None if picked is None else align_face(image, faces[picked].landmarks, size)
+        except errors as exc:
+            photo.error = photo_failure(path, exc)
+            return photo
+        photo.faces, photo.picked, photo.crop = faces, picked, crop
         return photo
 
     if workers <= 1:
@@ -147,10 +159,11 @@ def load_pipeline(
     backend: str = "auto",
     settings: DetectSettings = DetectSettings(),
     flip: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FacePipeline:
     """Both models from their paths (facekit model directories, model.pt files or insightface-convention .onnx)."""
     from facekit.runtime.detector import load_face_detector
     from facekit.runtime.recognizer import load_face_recognizer
 
     detector = load_face_detector(detector_path, device, backend)
-    return FacePipeline(detector, load_face_recognizer(recognizer_path, device, backend), settings, flip)
+    return FacePipeline(detector, load_face_recognizer(recognizer_path, device, backend), settings, flip, max_pixels)

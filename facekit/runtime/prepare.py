@@ -14,14 +14,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from facekit import DEFAULT_MAX_PIXELS, strict_json
 from facekit.align import template
 from facekit.data.folders import IdentityFolders, scan_identity_folders
-from facekit.data.images import decode_image, encode_jpeg, read_each
+from facekit.data.images import decode_image, encode_jpeg, read_each, read_file
 from facekit.data.lst import Property
 from facekit.data.pairs import FOLDS, sample_pairs
 from facekit.data.recset import Sample, write_recognition_set
 from facekit.data.verification import PAIRS_FORMAT, VerificationSet, write_bin
-from facekit.errors import DataFormatError, FacekitError, LayoutError
+from facekit.errors import DataFormatError, FacekitError, LayoutError, OutputConflictError
 from facekit.fileio import atomic_write
 from facekit.runtime.detector import DetectSettings
 from facekit.runtime.pipeline import FacePipeline, Photo, align_each
@@ -36,12 +37,14 @@ _JPEG = b"\xff\xd8\xff"
 @dataclass(frozen=True)
 class AlignSettings:
     """How a photo becomes a crop: the detector sees it scaled down to `max_size` (None: as it is) and keeps faces
-    scoring above `threshold`; `pick` (runtime.pipeline.PICKS) chooses one; it is warped onto the `size` template."""
+    scoring above `threshold`; `pick` (runtime.pipeline.PICKS) chooses one; it is warped onto the `size` template.
+    Photos over `max_pixels` are refused before they are decoded (not recorded: it changes no crop)."""
 
     size: int
     pick: str
     max_size: int | None
     threshold: float
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def detect(self) -> DetectSettings:
@@ -159,19 +162,22 @@ def align_folders(
         done = [records[s] for s in sources if s in records]
         report = AlignReport(done)
         head = {**meta, "summary": report.summary()}
-        lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in head.items()]
-        photos = ",\n".join(f"  {json.dumps(record)}" for record in done)
+        lines = [f" {strict_json.dumps(key)}: {strict_json.dumps(value)}," for key, value in head.items()]
+        photos = ",\n".join(f"  {strict_json.dumps(record)}" for record in done)
         with atomic_write(out / ALIGNMENT_FILE) as f:  # one line per photo
             f.write("{\n" + "\n".join(lines) + '\n "photos": [\n' + photos + "\n ]\n}\n")
 
     unreadable: list[str] = []
-    images = read_each([folders.items[i][0] for i in todo], unreadable, "align", progress)
+    images = read_each([folders.items[i][0] for i in todo], unreadable, "align", progress, settings.max_pixels)
     photos = _aligned(images, detector, settings, workers)
     out.mkdir(parents=True, exist_ok=True)
     try:
         for n, photo in enumerate(photos, 1):
             source = sources[todo[photo.index]]
-            if photo.crop is not None:
+            if photo.error is not None:
+                (out / names[source]).unlink(missing_ok=True)
+                records[source] = _record(source, None, None, photo.error)
+            elif photo.crop is not None:
                 with atomic_write(out / names[source], "wb") as f:
                     f.write(encode_jpeg(photo.crop, quality))
                 records[source] = _record(source, names[source], photo)
@@ -199,7 +205,7 @@ def _refuse_nested(src: Path, out: Path) -> None:
     a, b = src.resolve(), out.resolve()
     if a == b or a in b.parents or b in a.parents:
         where = "is" if a == b else "is inside" if a in b.parents else "contains"
-        raise FacekitError(f"{out}: the output folder {where} the source folder {src}; choose an OUT outside it")
+        raise OutputConflictError(f"{out}: the output folder {where} the source folder {src}; choose an OUT outside it")
 
 
 def _previous(out: Path, meta: dict, force: bool) -> tuple[dict[str, dict], bool]:
@@ -299,8 +305,11 @@ def align_in_memory(
     no_face: list[str] = []
     several: list[str] = []
     found: dict[int, bytes] = {}
-    images = read_each([path for path, _ in folders.items], unreadable, "align", progress)
+    images = read_each([path for path, _ in folders.items], unreadable, "align", progress, settings.max_pixels)
     for photo in _aligned(images, detector, settings, workers):
+        if photo.error is not None:
+            unreadable.append(photo.error)
+            continue
         if photo.crop is None:
             no_face.append(str(photo.path))
             continue
@@ -312,19 +321,20 @@ def align_in_memory(
     return Crops.collect(folders, found, settings.size, no_face=no_face, unreadable=unreadable, several_faces=several)
 
 
-def read_crops(src: str | os.PathLike, *, quality: int = 95) -> Crops:
+def read_crops(src: str | os.PathLike, *, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS) -> Crops:
     """The aligned crops of `src/<person>/...` as they are: all square and of one size (DataFormatError naming the
-    first that is not); JPEG bytes kept, other formats re-encoded. Unreadable files are skipped and listed."""
+    first that is not); JPEG bytes kept, other formats re-encoded. Unreadable files (over `max_pixels` too) are
+    skipped and listed."""
     folders = scan_identity_folders(src)
     unreadable: list[str] = []
     found: dict[int, bytes] = {}
     first: tuple[Path, tuple[int, int]] | None = None
     for i, (path, _) in enumerate(folders.items):
         try:
-            data = path.read_bytes()
-            image = decode_image(data, str(path))
-        except (FacekitError, OSError) as exc:
-            unreadable.append(str(exc) if isinstance(exc, FacekitError) else f"{path}: cannot read ({exc.strerror})")
+            data = read_file(path, max_pixels)
+            image = decode_image(data, str(path), max_pixels)
+        except FacekitError as exc:
+            unreadable.append(str(exc))
             continue
         shape = image.shape[:2]
         if first is None:

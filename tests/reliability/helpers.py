@@ -124,3 +124,40 @@ def temp_files(folder: Path) -> list[str]:
 
 def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool((a == b).all())
+
+
+# A normal `facekit detect` of one photo peaks near 370 MB (Python, PyTorch, ONNX Runtime, OpenCV); a decoded bomb
+# takes 1 GB and more on top. The address space is capped well above what a normal run maps, so that a regression
+# (reading /dev/zero, decoding a bomb) ends that process, not the machine.
+PEAK_CEILING_MB = 800
+ADDRESS_SPACE_CAP = 8 << 30
+_CAPPED = (
+    "import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, ({0}, {0})); "
+    "runpy.run_module('facekit', run_name='__main__', alter_sys=True)"
+)
+
+
+def measured(*args: object, timeout: float = 240) -> tuple[int, str, float]:
+    """Run `python -m facekit ARGS` (address space capped; OpenCV's pixel limit as facekit sets it in a fresh shell,
+    whatever this process did to it) to its end: (exit code, stdout + stderr, peak resident memory in MB, from the
+    kernel's accounting of that one child: os.wait4). Fails when it outlives `timeout`."""
+    import tempfile
+
+    command = [sys.executable, "-c", _CAPPED.format(ADDRESS_SPACE_CAP), *map(str, args)]
+    env = {k: v for k, v in environment().items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                os.killpg(process.pid, 9)
+                process.returncode = os.waitstatus_to_exitcode(os.wait4(process.pid, 0)[1])
+                raise AssertionError(f"facekit {' '.join(map(str, args))} still running after {timeout} s")
+            time.sleep(0.05)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        return process.returncode, output.read(), usage.ru_maxrss / 1024
