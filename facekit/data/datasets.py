@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from facekit.data.images import decode_image, read_image
-from facekit.data.labels import read_labels, resolve_images
+from facekit.data.labels import face_problems, read_labels, resolve_images
+from facekit.errors import DataFormatError
 from facekit.norms import ARCFACE, Normalization
 
 
@@ -64,14 +65,15 @@ class DetectionSample:
 
 
 class DetectionDataset(Dataset):
-    """A detection_train_data split (`<split>/label.txt` + `<split>/images/`); `transform` maps a DetectionSample."""
+    """A detection_train_data split (`<split>/label.txt` + `<split>/images/`); `transform` maps a DetectionSample. A
+    face outside its image (labels.face_problems) raises DataFormatError naming its line."""
 
     def __init__(
         self, split_dir: str | os.PathLike, transform: Callable[[DetectionSample], object] | None = None
     ) -> None:
-        label_path = Path(split_dir) / "label.txt"
-        self.style, self.labels = read_labels(label_path)
-        self.paths = resolve_images(label_path, self.labels)
+        self.label_path = Path(split_dir) / "label.txt"
+        self.style, self.labels = read_labels(self.label_path)
+        self.paths = resolve_images(self.label_path, self.labels)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -79,7 +81,9 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> DetectionSample | object:
         lab = self.labels[index]
-        sample = DetectionSample(
-            read_image(self.paths[index]), lab.boxes, lab.landmarks, lab.landmark_mask, self.paths[index]
-        )
+        image = read_image(self.paths[index])
+        problems = face_problems(self.label_path, lab, (image.shape[1], image.shape[0]))  # as eval-detect, inspect
+        if problems:
+            raise DataFormatError(problems[0])
+        sample = DetectionSample(image, lab.boxes, lab.landmarks, lab.landmark_mask, self.paths[index])
         return self.transform(sample) if self.transform else sample

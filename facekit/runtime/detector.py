@@ -53,7 +53,8 @@ def resize_for_detection(image: np.ndarray, max_size: int | None) -> tuple[np.nd
     scale = 1.0 if max_size is None or max(h, w) <= max_size else max_size / max(h, w)
     if scale == 1.0:
         return image, 1.0
-    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA), scale
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # a 2 x 30000 strip keeps a row
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
 def postprocess(

@@ -131,33 +131,34 @@ def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
 # (reading /dev/zero, decoding a bomb) ends that process, not the machine.
 PEAK_CEILING_MB = 800
 ADDRESS_SPACE_CAP = 8 << 30
-_CAPPED = (
-    "import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, ({0}, {0})); "
-    "runpy.run_module('facekit', run_name='__main__', alter_sys=True)"
+# A small Python process caps the address space, runs the command and writes the command's peak resident memory
+# (KiB) to a file. Measured on a child of pytest itself, the peak would include pytest's own pages (the kernel
+# carries a process's high-water mark across fork and exec), which pass 1 GB late in a full run.
+_PEAK = (
+    "import resource, subprocess, sys; resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]),) * 2); "
+    "code = subprocess.call(sys.argv[3:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)"
 )
 
 
 def measured(*args: object, timeout: float = 240) -> tuple[int, str, float]:
     """Run `python -m facekit ARGS` (address space capped; OpenCV's pixel limit as facekit sets it in a fresh shell,
-    whatever this process did to it) to its end: (exit code, stdout + stderr, peak resident memory in MB, from the
-    kernel's accounting of that one child: os.wait4). Fails when it outlives `timeout`."""
+    whatever this process did to it) to its end: (exit code, stdout + stderr, peak resident memory in MB). Fails
+    when it outlives `timeout`."""
     import tempfile
 
-    command = [sys.executable, "-c", _CAPPED.format(ADDRESS_SPACE_CAP), *map(str, args)]
     env = {k: v for k, v in environment().items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
-    with tempfile.TemporaryFile("w+") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True,
-                                   start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
+    with tempfile.TemporaryDirectory() as scratch:
+        peak = Path(scratch) / "peak"
+        command = [sys.executable, "-c", _PEAK, peak, ADDRESS_SPACE_CAP, sys.executable, "-m", "facekit", *args]
+        with open(Path(scratch) / "output", "w+") as output:
+            process = subprocess.Popen(list(map(str, command)), env=env, stdout=output, stderr=subprocess.STDOUT,
+                                       text=True, start_new_session=True)  # fmt: skip
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
-                process.returncode = os.waitstatus_to_exitcode(os.wait4(process.pid, 0)[1])
-                raise AssertionError(f"facekit {' '.join(map(str, args))} still running after {timeout} s")
-            time.sleep(0.05)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        output.seek(0)
-        return process.returncode, output.read(), usage.ru_maxrss / 1024
+                process.wait()
+                raise AssertionError(f"facekit {' '.join(map(str, args))} still running after {timeout} s") from None
+            output.seek(0)
+            return process.returncode, output.read(), int(peak.read_text()) / 1024

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .helpers import BIDEN, OBAMA, PEAK_CEILING_MB, clean_error, copy, measured, records, skipped
+from .helpers import BIDEN, OBAMA, OBAMA2, PEAK_CEILING_MB, clean_error, copy, measured, records, skipped
 
 UNREADABLE = "warning: unreadable photos, skipped"
 OVER = "pixels ({} MP) is over the --max-pixels limit of {} MP"
@@ -89,18 +89,35 @@ def test_a_bomb_alone_is_a_one_line_error(cli, scrfd, random_recognizer, knn_gal
     assert not out.exists()
 
 
-def test_bomb_in_a_batch_keeps_the_good_results(cli, shared_data, scrfd, random_recognizer, tmp_path):
-    """A 50000 x 50000 PNG among good photos (it ended the whole job with a cv2.error traceback and an empty --out):
-    build-db, recognize --out and detect --out list it and write every good photo's result; so is a 2 x 30000
-    photo, on which detection's own resizing fails (OpenCV's error, listed as that photo's)."""
+def test_bomb_in_a_batch_keeps_the_good_results(cli, shared_data, scrfd, random_recognizer, tmp_path, monkeypatch):
+    """A 50000 x 50000 PNG among good photos (it ended the whole job with a cv2.error traceback and an empty --out),
+    and a photo on which detection raises OpenCV's error (injected: what a failure inside OpenCV looks like): build-db,
+    recognize --out and detect --out list both and write every good photo's result. A 2 x 30000 strip, whose
+    resizing once raised that error, is read and searched (no face)."""
+    from facekit.runtime.onnx_detector import OnnxDetector
+
     people = tmp_path / "people"
     copy(shared_data / OBAMA, people / "obama/obama.jpg")
     copy(shared_data / BIDEN, people / "biden/biden2.jpg")
+    failing = copy(shared_data / OBAMA2, people / "obama/obama2.jpg")  # 626 x 1200
     bomb = people / "obama/bomb.png"
     bomb.write_bytes(png_bomb(50000, 50000, rows=1000))
     thin = people / "biden/thin.png"
     assert cv2.imwrite(str(thin), np.zeros((2, 30000, 3), np.uint8))
-    why = {bomb: f"50000 x 50000 {OVER.format(2500, 100)}", thin: "OpenCV (-215:Assertion failed)"}
+    original = OnnxDetector._input
+
+    def fails_on_obama2(self, image: np.ndarray, max_size: int | None):  # noqa: ANN202
+        if image.shape[:2] == (1200, 626):
+            raise cv2.error(
+                "OpenCV(4.13.0) resize.cpp:4208: error: (-215:Assertion failed) !ssize.empty() in function 'resize'\n"
+            )
+        return original(self, image, max_size)
+
+    monkeypatch.setattr(OnnxDetector, "_input", fails_on_obama2)
+    why = {
+        bomb: f"50000 x 50000 {OVER.format(2500, 100)}",
+        failing: "OpenCV (-215:Assertion failed) !ssize.empty() in function 'resize'",
+    }
     db, out, boxes = tmp_path / "g.h5", tmp_path / "faces.csv", tmp_path / "boxes.jsonl"
     runs = {
         "build-db": (cli("build-db", people, scrfd, random_recognizer, db), UNREADABLE),
@@ -111,12 +128,15 @@ def test_bomb_in_a_batch_keeps_the_good_results(cli, shared_data, scrfd, random_
     for name, (result, title) in runs.items():
         for path, reason in why.items():
             assert f"{path}: {reason}" in skipped(result, title, path), name
+        assert str(thin) not in result.output.split(title)[1].split("warning")[0], (name, result.output)
     assert cli("db", "list", db).output == "biden\t1\nobama\t1\n"
-    assert sorted(line.split(",")[0] for line in out.read_text().splitlines()[1:]) == [
+    assert sorted({line.split(",")[0] for line in out.read_text().splitlines()[1:]}) == [
         str(people / "biden/biden2.jpg"),
+        str(thin),
         str(people / "obama/obama.jpg"),
     ]
-    assert sorted(records(boxes.read_text())) == ["biden2.jpg", "obama.jpg"]
+    found = records(boxes.read_text())
+    assert sorted(found) == ["biden2.jpg", "obama.jpg", "thin.png"] and found["thin.png"]["faces"] == []
 
 
 def test_max_pixels_sets_the_limit(cli, shared_data, scrfd, random_recognizer, knn_gallery, tmp_path):

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from .helpers import KNN, PROJECT, clean_error, copy, environment, facekit, records
+from .helpers import KNN, PROJECT, clean_error, copy, environment, measured, records
 
 NAMED = ["alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"]  # the gallery's identities, in order
 PER_FACE = ("identity_index", "embeddings", "sources", "boxes", "landmarks", "det_scores")
@@ -168,28 +168,16 @@ def test_crafted_gallery_in_recognize_and_append(cli, shared_data, scrfd, random
         assert db.read_bytes() == before
 
 
-def peak_memory(*args: object) -> tuple[int, str, float]:
-    """(exit code, stderr, peak resident memory in MB) of `python -m facekit ARGS` run on its own."""
-    process = facekit(*args)
-    process.stdout.read()
-    err = process.stderr.read()
-    process.stdout.close()
-    process.stderr.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, err, usage.ru_maxrss / 1024
-
-
 def test_declared_sizes_cost_no_memory(knn_gallery, tmp_path):
     """A 30 KB gallery declaring 3 x 10^7 or 10^9 faces, or (4, 2^31) embeddings (once 6.2 GB of memory for db info,
     or a numpy _ArrayMemoryError traceback): refused before any row is read, within 64 MB of what db info of the
     intact gallery takes."""
-    baseline = peak_memory("db", "info", knn_gallery)
+    baseline = measured("db", "info", knn_gallery)
     assert baseline[0] == 0, baseline[1]
     for case in ("3e7 rows", "1e9 rows", "(4, 2^31) embeddings"):
         change, message = CASES[case]
         db = crafted(knn_gallery, tmp_path / case.replace(" ", "_"), change)
-        code, err, peak = peak_memory("db", "info", db)
+        code, err, peak = measured("db", "info", db)
         assert code == 1 and err.startswith(f"Error: {db}: {message}") and len(err.splitlines()) == 1, err
         assert peak < baseline[2] + 64, (case, peak, baseline[2])
 

@@ -6,14 +6,12 @@ cele.idx (and the keys or line) and say what was expected; memory stays bounded 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .helpers import clean_error, copy, environment
+from .helpers import clean_error, copy, measured
 
 RECOGNITION = "layouts/recognition_train_data"
 
@@ -68,22 +66,6 @@ def test_reordered_idx(cli, rec, tmp_path):
     fails_at_once(cli, rec, tmp_path, problem)
 
 
-# Runs a command and writes its peak resident memory (KiB) to a file. A child forked from pytest itself would count
-# pytest's own pages in its peak, so a small Python process starts it.
-PEAK = (
-    "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
-    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)"
-)
-
-
-def run_measured(tmp_path: Path, *args: object) -> tuple[int, str, int]:
-    """Run `python -m facekit ARGS`: (exit code, stdout and stderr, peak resident memory in KiB)."""
-    peak = tmp_path / "peak"
-    command = [sys.executable, "-c", PEAK, peak, sys.executable, "-m", "facekit", *args]
-    result = subprocess.run(list(map(str, command)), env=environment(), capture_output=True, text=True, timeout=300)
-    return result.returncode, result.stdout + result.stderr, int(peak.read_text())
-
-
 @pytest.mark.parametrize("craft", ["2,000,000 keys", "256 MiB line"])
 def test_idx_bigger_than_the_rec_allows(rec, tmp_path, craft):
     """An .idx of 2,000,000 keys beside a 1.5 MB cele.rec (room for 186,687 records of 8 bytes or more), or one whose
@@ -91,7 +73,7 @@ def test_idx_bigger_than_the_rec_allows(rec, tmp_path, craft):
     within 64 MiB of a run that fails on line 1, where reading the whole .idx would take hundreds."""
     idx = rec / "cele.idx"
     idx.write_text("1\t0 0\n")
-    code, output, baseline = run_measured(tmp_path, "inspect", rec)
+    code, output, baseline = measured("inspect", rec)
     assert code == 1 and f"{idx}:1: expected 'key<TAB>offset' with integers" in output, output
 
     size = (rec / "cele.rec").stat().st_size
@@ -104,6 +86,6 @@ def test_idx_bigger_than_the_rec_allows(rec, tmp_path, craft):
         idx.write_text("1\t0\n")
         os.truncate(idx, 256 << 20)  # zeros, sparse on disk
         problem = f"{idx}:2: line longer than 64 bytes, expected 'key<TAB>offset'"
-    code, output, peak = run_measured(tmp_path, "inspect", rec)
+    code, output, peak = measured("inspect", rec)
     assert code == 1 and f"  - {problem}\n" in output and "Traceback" not in output, output
-    assert peak - baseline < 64 << 10, (peak, baseline)
+    assert peak - baseline < 64, (peak, baseline)

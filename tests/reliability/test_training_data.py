@@ -48,12 +48,18 @@ LABEL_FAULTS = {
     "negative-size": ("194 90 -37 37", ":3: negative box size w=-37 h=37 in a face of '# 0--dlib/2007_007763.jpg'"),
     "nan": ("194 90 nan 37", ":3: non-finite number in '194 90 nan 37'"),
     "missing-photo": ("# 0--dlib/lost.jpg", ": 1 of 13 images missing under"),
+    "outside-photo": (
+        "5194 90 37 37",
+        ":3: face box (x1, y1, x2, y2) = (5194, 90, 5231, 127) lies outside the 500x375 image '0--dlib/2007_007763.jpg'"
+        " by more than 10% of its width or height",
+    ),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(LABEL_FAULTS))
 def test_malformed_label_txt(cli, detection, scrfd, tmp_path, fault):
-    """A malformed label.txt (7 numbers in a face line, words, a negative box, NaN, a photo that is not there):
+    """A malformed label.txt (7 numbers in a face line, words, a negative box, NaN, a photo that is not there, a face
+    far outside its photo):
     train-detect and eval-detect fail with one line naming label.txt and the line (the photo for a missing one)
     and what was expected, write no model; inspect lists the same problem."""
     label = detection / "train/label.txt"
