@@ -1,9 +1,10 @@
 """Detection speed on this machine: facekit's PyTorch and ONNX Runtime paths beside insightface's own SCRFD runner on
-the same ONNX files, at 640x480, and RetinaFace training images/s per step.
+the same ONNX files, and facekit's MTCNN cascade, at 640x480; and RetinaFace training images/s per step.
 
     python bench/bench_detect.py [--iters 30] [--train-steps 5] [--batch 8]
 
-Weights: ../shared/data/weights (Pytorch_Retinaface MobileNet-0.25, SCRFD-500M). Prints one table.
+Weights: ../shared/data/weights (Pytorch_Retinaface MobileNet-0.25, SCRFD-500M) and MTCNN's from the facenet-pytorch
+wheel (fetched once by tests/pypi_files.py). Prints one table.
 """
 
 from __future__ import annotations
@@ -80,11 +81,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tests"))
     from insightface.model_zoo import get_model
+    from pypi_files import FACENET_PYTORCH, pypi_file
 
     from facekit.detection.export import export_scrfd_onnx
+    from facekit.detection.mtcnn import import_facenet_pytorch
     from facekit.detection.weights import import_pytorch_retinaface, load_detector
     from facekit.runtime.detector import DetectSettings, TorchDetector
+    from facekit.runtime.mtcnn import MtcnnDetector
     from facekit.runtime.onnx_detector import OnnxDetector
 
     images = photos()
@@ -103,6 +108,8 @@ def main() -> None:
                 *rate(lambda im: len(torch_detector.detect(im, settings)), images, args.iters),
             )
         )
+        mtcnn = MtcnnDetector.load(import_facenet_pytorch(pypi_file(*FACENET_PYTORCH), Path(tmp) / "mtcnn"))
+        rows.append(("MTCNN", "facekit PyTorch", *rate(lambda im: len(mtcnn.detect(im, settings)), images, args.iters)))
         for label, path in (("RetinaFace mnet0.25", ours_onnx), ("SCRFD-500M", scrfd)):
             ours = OnnxDetector(path)
             rows.append(

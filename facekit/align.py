@@ -1,6 +1,8 @@
-"""The one 5-point alignment template and the similarity warp (FORMATS.md section 3).
+"""The 5-point alignment templates and the similarity warp (FORMATS.md section 3).
 
-Points are (left eye, right eye, nose tip, left mouth corner, right mouth corner) as seen in the image.
+Points are (left eye, right eye, nose tip, left mouth corner, right mouth corner) as seen in the image. Each
+recognizer takes faces warped onto its own template (RecognizerConfig.template, an export's metadata) at its own
+input size; ArcFace's, scaled to the size, is the default.
 """
 
 from __future__ import annotations
@@ -18,6 +20,30 @@ ARCFACE_SIZE = 112
 def template(size: int = ARCFACE_SIZE) -> np.ndarray:
     """The template scaled to a `size` x `size` crop (insightface scales by size / 112), float32 [5, 2]."""
     return ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
+
+
+def check_template(points: object, size: int) -> np.ndarray:
+    """`points` as float32 [5, 2] when they are 5 finite (x, y) points inside a `size` x `size` crop with the eyes
+    apart; else ValueError("<points>, expected ...") for the caller to name its file."""
+    try:
+        array = np.asarray(points, np.float64)
+    except (TypeError, ValueError):
+        array = None
+    ok = array is not None and array.shape == (5, 2) and bool(np.isfinite(array).all())
+    ok = ok and bool(((array >= 0) & (array <= size)).all()) and np.linalg.norm(array[1] - array[0]) >= 1
+    if not ok:
+        shown = " ".join(str(points.tolist() if isinstance(points, np.ndarray) else points).split())
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise ValueError(f"{shown}, expected 5 (x, y) points inside the {size}x{size} crop, the eyes apart")
+    return array.astype(np.float32)
+
+
+def describe_alignment(size: int, points: np.ndarray) -> str:
+    """'112x112 crops with the ArcFace template' or '96x96 crops with the template (30, 40) (66, 40) ...'."""
+    if np.allclose(points, template(size), atol=1e-3):
+        return f"{size}x{size} crops with the ArcFace template"
+    shown = " ".join(f"({x:.4g}, {y:.4g})" for x, y in np.asarray(points, np.float64))
+    return f"{size}x{size} crops with the template {shown}"
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -43,9 +69,12 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
-    """Warp the face with 5 `landmarks` [5, 2] in `image` [H, W, 3] onto the template: [size, size, 3]."""
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int = ARCFACE_SIZE, points: np.ndarray | None = None
+) -> np.ndarray:
+    """Warp the face with 5 `landmarks` [5, 2] in `image` [H, W, 3] onto the template `points` [5, 2] (crop pixels;
+    None: ArcFace's scaled to `size`): [size, size, 3]."""
     import cv2
 
-    matrix = similarity_transform(landmarks, template(size))
+    matrix = similarity_transform(landmarks, template(size) if points is None else points)
     return cv2.warpAffine(image, matrix, (size, size), borderValue=0.0)

@@ -8,6 +8,7 @@ anything but tensors and plain containers (`torch.load(weights_only=True)`).
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -44,16 +45,17 @@ def save_model(
     return out / MODEL_FILE
 
 
-def read_torch_file(path: str | os.PathLike) -> object:
-    """torch.load(weights_only=True) of a file, or of the model.pt inside a folder, with one-line errors."""
+def read_torch_file(path: str | os.PathLike, data: bytes | None = None) -> object:
+    """torch.load(weights_only=True) of a file, or of the model.pt inside a folder, with one-line errors. `data`: the
+    file's bytes, read already (a member of an archive; `path` then only names it in messages)."""
     import torch
 
     p = Path(path)
-    file = p / MODEL_FILE if p.is_dir() else p
-    if not file.is_file():
+    file = p / MODEL_FILE if data is None and p.is_dir() else p
+    if data is None and not file.is_file():
         raise MissingDataError(f"{p}: no such file" + (f" (expected {MODEL_FILE} in the folder)" if p.is_dir() else ""))
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # the weights-only unpickler met a global: never retry without it
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" ({found.group(1)})" if found else ""

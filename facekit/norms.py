@@ -30,5 +30,6 @@ class Normalization:
 ARCFACE = Normalization("arcface", (127.5,) * 3, (127.5,) * 3, rgb=True)  # insightface recognizers
 SCRFD = Normalization("scrfd", (127.5,) * 3, (128.0,) * 3, rgb=True)  # insightface detectors
 RETINAFACE = Normalization("retinaface", (104.0, 117.0, 123.0), (1.0,) * 3, rgb=False)  # Pytorch_Retinaface
+DLIB = Normalization("dlib", (122.782, 117.001, 104.298), (256.0,) * 3, rgb=True)  # dlib's input_rgb_image(_sized)
 
-NORMALIZATIONS = {n.name: n for n in (ARCFACE, SCRFD, RETINAFACE)}
+NORMALIZATIONS = {n.name: n for n in (ARCFACE, SCRFD, RETINAFACE, DLIB)}

@@ -76,3 +76,28 @@ def random_recognizer(tmp_path_factory) -> Path:
 def scrfd(shared_data) -> Path:
     """insightface's published SCRFD-500M detector with 5 key points (ONNX)."""
     return shared_data / "weights/scrfd_500m_kps/scrfd_500m_bnkps.onnx"
+
+
+@pytest.fixture(scope="session")
+def facenet_wheel() -> Path:
+    """facenet-pytorch's wheel (MIT), which ships MTCNN's weights: downloaded once into the cache of
+    tests/pypi_files.py, never installed. Fails under CI=true when it cannot be fetched, skips only outside CI."""
+    from pypi_files import FACENET_PYTORCH, DownloadError, pypi_file
+
+    try:
+        return pypi_file(*FACENET_PYTORCH)
+    except DownloadError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def mtcnn_dir(facenet_wheel, tmp_path_factory) -> Path:
+    """MTCNN imported from the wheel by `facekit import-model mtcnn`: a detector directory."""
+    from facekit.cli import main
+
+    out = tmp_path_factory.mktemp("mtcnn") / "model"
+    result = CliRunner().invoke(main, ["import-model", "mtcnn", str(facenet_wheel), str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from facekit.align import ARCFACE_SIZE
 from facekit.errors import DataFormatError
-from facekit.recognition.backbones import BACKBONES, create_backbone, load_backbone_weights
+from facekit.recognition.backbones import BACKBONES, INPUT_SIZES, create_backbone, load_backbone_weights
 from facekit.recognition.config import RecognizerConfig
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -18,7 +19,8 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 def test_backbone_forward_backward_channels_last(name):
     torch.manual_seed(0)
     model = create_backbone(name, embedding_size=128)  # train mode: a fresh IResNet overflows in eval mode
-    x = torch.randn(2, 3, 112, 112)
+    size = INPUT_SIZES.get(name, ARCFACE_SIZE)
+    x = torch.randn(2, 3, size, size)
     out = model(x)
     assert out.shape == (2, 128)
     out.sum().backward()
@@ -30,7 +32,7 @@ def test_backbone_forward_backward_channels_last(name):
 
 
 def test_unknown_backbone_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown backbone 'vgg'; known: iresnet100, iresnet18, iresnet34"):
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'; known: dlib_resnet, iresnet100, iresnet18"):
         create_backbone("vgg")
     with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
         RecognizerConfig(backbone="vgg")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facekit.align import template
 from facekit.errors import DataFormatError, MissingDataError
 from facekit.gallery.store import Gallery, ModelStamp, gallery_file
 
@@ -66,8 +67,9 @@ def test_add_keeps_the_input_and_changes_the_content_id():
 
 
 class Model:
-    def __init__(self, name: str, fingerprint: str, embedding_size: int) -> None:
+    def __init__(self, name: str, fingerprint: str, embedding_size: int, input_size: int = 112) -> None:
         self.name, self.fingerprint, self.embedding_size = name, fingerprint, embedding_size
+        self.input_size, self.template = input_size, template(input_size)
 
 
 def test_refuses_another_recognizer(tmp_path):
@@ -77,6 +79,14 @@ def test_refuses_another_recognizer(tmp_path):
         g.check_recognizer(Model("big", "a" * 64, 512), "g.h5")
     with pytest.raises(DataFormatError, match=r"built by recognizer rec \(sha256 aaaaaaaaaaaa\), not"):
         g.check_recognizer(Model("other", "c" * 64, 8), "g.h5")
+    crops = r"g.h5: gallery faces were aligned to 112x112 crops with the ArcFace template; recognizer {} takes {}"
+    with pytest.raises(DataFormatError, match=crops.format("big", "150x150 crops with the ArcFace template")):
+        g.check_recognizer(Model("big", "a" * 64, 8, input_size=150), "g.h5")
+    moved = Model("moved", "a" * 64, 8)
+    moved.template = moved.template + 2
+    moved_crops = r"112x112 crops with the template \(40.29, 53.7\)"
+    with pytest.raises(DataFormatError, match=crops.format("moved", moved_crops)):
+        g.check_recognizer(moved, "g.h5")
 
 
 def test_load_errors_name_the_file(tmp_path):

@@ -24,3 +24,5 @@ def test_known_values():
     pixel = np.array([[[0, 127, 255]]], np.uint8)  # B, G, R
     np.testing.assert_allclose(NORMALIZATIONS["arcface"](pixel)[:, 0, 0], [1.0, -0.5 / 127.5, -1.0], atol=1e-6)
     np.testing.assert_allclose(NORMALIZATIONS["retinaface"](pixel)[:, 0, 0], [-104.0, 10.0, 132.0])
+    dlib = [(255 - 122.782) / 256, (127 - 117.001) / 256, -104.298 / 256]  # dlib's input_rgb_image: R, G, B
+    np.testing.assert_allclose(NORMALIZATIONS["dlib"](pixel)[:, 0, 0], dlib, atol=1e-6)

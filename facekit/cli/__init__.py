@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "evaluate-gallery": "facekit.cli.gallery:evaluate_gallery_cmd",
     "calibrate": "facekit.cli.calibrate:calibrate_cmd",
     "split-people": "facekit.cli.calibrate:split_people_cmd",
+    "export": "facekit.cli.export:export_cmd",
+    "embed": "facekit.cli.embed:embed_cmd",
 }
 
 

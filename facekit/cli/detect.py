@@ -6,27 +6,78 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, detector_options
+from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, RegistryChoice, detector_options
 
-IMPORTERS = {"pytorch-retinaface": "Pytorch_Retinaface checkpoint (.pth, MobileNet-0.25 or ResNet-50 body)"}
+IMPORTERS = {
+    "pytorch-retinaface": "Pytorch_Retinaface checkpoint (.pth, MobileNet-0.25 or ResNet-50 body)",
+    "dlib-resnet": "dlib's dlib_face_recognition_resnet_model_v1.dat (a face recognizer: 150x150 RGB, 128-d)",
+    "mtcnn": "facenet-pytorch's MTCNN weights: its wheel (.whl) or a folder of its pnet.pt, rnet.pt and onet.pt",
+    "arcface-torch": "insightface/arcface_torch backbone.pth (a face recognizer; --backbone names its architecture)",
+}
+
+
+def _backbones() -> list[str]:
+    from facekit.recognition.backbones import BACKBONES
+
+    return list(BACKBONES)
 
 
 @click.command("import-model")
 @click.argument("source", type=click.Choice(sorted(IMPORTERS)))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--body", type=click.Choice(["mobilenet0.25", "resnet50"]), help="Override the body read from the keys.")
-def import_model_cmd(source: str, file: Path, out_dir: Path, body: str | None) -> None:
+@click.option(
+    "--backbone",
+    type=RegistryChoice(_backbones),
+    default="iresnet50",
+    show_default=True,
+    help="arcface-torch: the backbone's architecture (its train config's `network`).",
+)
+def import_model_cmd(source: str, file: Path, out_dir: Path, body: str | None, backbone: str) -> None:
     """Make a facekit model directory from another project's checkpoint.
 
     SOURCE pytorch-retinaface: a biubug6/Pytorch_Retinaface .pth (DataParallel 'module.' prefixes are stripped).
+
+    SOURCE dlib-resnet: dlib's dlib_face_recognition_resnet_model_v1.dat (in PyPI's face-recognition-models), read
+    without dlib into a recognizer directory: model.pt, config.yaml and recognizer.onnx, 150x150 crops, 128-d.
+
+    SOURCE mtcnn: the facenet-pytorch wheel (`pip download --no-deps facenet-pytorch==2.6.0`; never installed) or a
+    folder of its facenet_pytorch/data/{pnet,rnet,onet}.pt: a detector directory running MTCNN's cascade.
+
+    SOURCE arcface-torch: an insightface/arcface_torch backbone.pth (or training checkpoint) of --backbone: a
+    recognizer directory with model.pt, config.yaml and recognizer.onnx.
     """
     from facekit.cli.outputs import Inputs
-    from facekit.detection.weights import import_pytorch_retinaface
     from facekit.modeldir import MODEL_FILE
 
-    Inputs().file(file, "the checkpoint").check(files=[out_dir / MODEL_FILE], folders=[out_dir])
-    path = import_pytorch_retinaface(file, out_dir, body)
+    if body and source != "pytorch-retinaface":
+        raise click.BadParameter(f"is for pytorch-retinaface checkpoints, not {source}", param_hint="--body")
+    if file.is_dir() and source != "mtcnn":
+        raise click.BadParameter(f"{file} is a folder; SOURCE {source} takes a file", param_hint="FILE")
+    inputs = Inputs().data(file, "the weights folder" if file.is_dir() else "the checkpoint")
+    if source == "mtcnn":
+        from facekit.detection.mtcnn import import_facenet_pytorch
+
+        inputs.check(files=[out_dir / MODEL_FILE], folders=[out_dir])
+        path = import_facenet_pytorch(file, out_dir)
+    elif source == "dlib-resnet":
+        from facekit.recognition.dlib_import import import_dlib_resnet
+        from facekit.recognition.export import ONNX_FILE
+
+        inputs.check(files=[out_dir / MODEL_FILE, out_dir / ONNX_FILE], folders=[out_dir])
+        path = import_dlib_resnet(file, out_dir)
+    elif source == "arcface-torch":
+        from facekit.recognition.arcface_torch import import_arcface_torch
+        from facekit.recognition.export import ONNX_FILE
+
+        inputs.check(files=[out_dir / MODEL_FILE, out_dir / ONNX_FILE], folders=[out_dir])
+        path = import_arcface_torch(file, out_dir, backbone)
+    else:
+        from facekit.detection.weights import import_pytorch_retinaface
+
+        inputs.check(files=[out_dir / MODEL_FILE], folders=[out_dir])
+        path = import_pytorch_retinaface(file, out_dir, body)
     click.echo(f"imported {file} -> {path}")
 
 

@@ -235,6 +235,7 @@ def db_info_cmd(db_path: Path, as_json: bool) -> None:
         "detector": g.detector.name,
         "detector_fingerprint": g.detector.fingerprint,
         "crop_size": g.crop_size,
+        "alignment_template": [[round(float(v), 4) for v in point] for point in g.template],  # crop pixels
         "flip": g.flip,
         "created": g.created,
         "bytes": path.stat().st_size,

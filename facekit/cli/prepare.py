@@ -88,15 +88,24 @@ def report_crops(crops: object, pick: str) -> None:
 @click.command("align")
 @click.argument("src", type=FOLDERS)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--size", default=CROP_SIZE, show_default=True, type=click.IntRange(min=16), help="Crop side (pixels).")
+@click.option(
+    "--size", type=click.IntRange(min=16), help=f"Crop side (pixels) [default: {CROP_SIZE}, or the recognizer's]."
+)
+@click.option(
+    "--recognizer",
+    "recognizer_model",
+    type=click.Path(exists=True, path_type=Path),
+    help="Align onto this recognizer's own template and input size (a facekit recognizer directory, model.pt or "
+    ".onnx) instead of the ArcFace template at --size.",
+)
 @click.option(
     "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of the crops."
 )
 @click.option("--force", is_flag=True, help="Redo everything when OUT was aligned with other settings.")
 @align_options(detect_required=True)
-def align_cmd(src: Path, out: Path, size: int, quality: int, force: bool, detect_model: Path, pick: str,
-              max_size: int, det_threshold: float, workers: int, backend: str, device: str,
-              max_pixels: int) -> None:  # fmt: skip
+def align_cmd(src: Path, out: Path, size: int | None, recognizer_model: Path | None, quality: int, force: bool,
+              detect_model: Path, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
+              device: str, max_pixels: int) -> None:  # fmt: skip
     """Align one face of each raw photo in SRC (one folder per person) onto the recognizer's template.
 
     OUT gets the same folders of SIZE x SIZE JPEG crops named <stem>.jpg and OUT/alignment.json, which records
@@ -104,12 +113,25 @@ def align_cmd(src: Path, out: Path, size: int, quality: int, force: bool, detect
     landmarks. Re-running skips the photos already done; an interrupted run keeps its progress. Photos that are
     unreadable, show no face or several are listed at the end.
     """
+    from dataclasses import replace
+
     from facekit.cli.outputs import Inputs
     from facekit.errors import FacekitError
     from facekit.runtime.prepare import ALIGNMENT_FILE, align_folders
 
-    Inputs().data(src, "the photo folder").model(detect_model, "detector").check(folders=[out])
-    detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold, max_pixels)
+    if size is not None and recognizer_model is not None:
+        raise click.BadParameter("the recognizer's input size is the crop size; give one", param_hint="'--size'")
+    inputs = Inputs().data(src, "the photo folder").model(detect_model, "detector")
+    inputs.model(recognizer_model, "recognizer").check(folders=[out])
+    points = None
+    if recognizer_model is not None:
+        from facekit.runtime.recognizer import load_face_recognizer
+
+        recognizer = load_face_recognizer(recognizer_model, device, backend)
+        size, points = recognizer.input_size, tuple(map(tuple, recognizer.template.tolist()))
+    detector, settings = load_aligner(detect_model, backend, device, size or CROP_SIZE, pick, max_size,
+                                      det_threshold, max_pixels)  # fmt: skip
+    settings = replace(settings, template=points)
     report = align_folders(src, out, detector, settings, workers=workers, force=force, quality=quality)
     listing("warning: unreadable photos", [r["error"] for r in report.having("unreadable")])
     listing("warning: photos without a face", [r["source"] for r in report.having("no_face")])

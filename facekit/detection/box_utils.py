@@ -43,13 +43,16 @@ def center_size(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], 1)
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of corner boxes a [A, 4] and b [B, 4]: [A, B]."""
+def box_iou(a: torch.Tensor, b: torch.Tensor, *, smaller: bool = False) -> torch.Tensor:
+    """IoU of corner boxes a [A, 4] and b [B, 4]: [A, B]. smaller: the intersection over the smaller box's area
+    instead (MTCNN's "Min" overlap: 1 for a box inside another)."""
     lt = torch.max(a[:, None, :2], b[None, :, :2])
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
     area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
     area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
+    if smaller:
+        return inter / torch.min(area_a[:, None], area_b[None, :]).clamp(min=1e-12)
     union = area_a[:, None] + area_b[None, :] - inter
     return inter / union.clamp(min=1e-12)
 
@@ -117,14 +120,15 @@ def match(
     return loc, labels, landm, landm_weight
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy non-maximum suppression: indices [K] of the kept boxes (corners [N, 4]), by decreasing score."""
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *, smaller: bool = False) -> torch.Tensor:
+    """Greedy non-maximum suppression: indices [K] of the kept boxes (corners [N, 4]), by decreasing score.
+    smaller: overlap measured over the smaller box's area (box_iou's `smaller`)."""
     order = scores.argsort(descending=True)
     boxes = boxes[order]
     if len(boxes) == 0:
         return order
     suppressed = torch.zeros(len(boxes), dtype=torch.bool)
-    iou = box_iou(boxes, boxes) > iou_threshold  # [N, N]; callers cap N with a top-k first
+    iou = box_iou(boxes, boxes, smaller=smaller) > iou_threshold  # [N, N]; callers cap N with a top-k first
     keep = []
     for i in range(len(boxes)):
         if suppressed[i]:

@@ -21,9 +21,13 @@ def build_detector(config: DetectorConfig) -> RetinaFace:
     return RetinaFace(config.body, anchors=config.anchors)
 
 
-def load_detector(path: str | os.PathLike) -> tuple[RetinaFace, DetectorConfig]:
-    """A facekit detector model directory (or its model.pt) -> model in eval mode and its config."""
-    payload = load_model(path, "detector")
+def load_detector(path: str | os.PathLike, payload: dict | None = None) -> tuple[RetinaFace, DetectorConfig]:
+    """A facekit RetinaFace model directory (or its model.pt; `payload`: that file, already read) -> model in eval
+    mode and its config."""
+    payload = load_model(path, "detector", payload)
+    architecture = payload["config"].get("architecture", "retinaface")
+    if architecture != "retinaface":
+        raise DataFormatError(f"{path}: a facekit {architecture} detector, not a RetinaFace")
     config = DetectorConfig.from_dict(payload["config"])
     model = build_detector(config)
     apply_state_dict(model, payload["state_dict"], Path(path), DETECTOR_MISMATCH)

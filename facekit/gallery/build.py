@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facekit.align import describe_alignment
 from facekit.data.images import read_each
 from facekit.errors import DataFormatError
 from facekit.gallery.store import Gallery, ModelStamp
@@ -64,9 +65,11 @@ def build_gallery(
     if base is None:
         recognizer, detector = ModelStamp.of(pipeline.recognizer), ModelStamp.of(pipeline.detector)
         gallery = Gallery.empty(pipeline.recognizer.embedding_size, recognizer, detector,
-                                crop_size=pipeline.recognizer.input_size, flip=pipeline.flip)  # fmt: skip
+                                crop_size=pipeline.recognizer.input_size, flip=pipeline.flip,
+                                template=pipeline.recognizer.template)  # fmt: skip
     else:
-        gallery = Gallery.empty(base.dim, base.recognizer, base.detector, crop_size=base.crop_size, flip=base.flip)
+        gallery = Gallery.empty(base.dim, base.recognizer, base.detector, crop_size=base.crop_size, flip=base.flip,
+                                template=base.template)  # fmt: skip
     report = BuildReport(photos=len(entries))
     known = _entries(base) if base is not None else set()
     pending: list[tuple[np.ndarray, object, str, str]] = []  # (aligned crop, face, identity, source): no photos
@@ -91,10 +94,11 @@ def add_new(current: Gallery | None, new: Gallery, report: BuildReport, path: Pa
     out and moved to `report.already_in`."""
     if current is None:
         return new
-    if (current.flip, current.crop_size) != (new.flip, new.crop_size):
+    same_crops = current.crop_size == new.crop_size and np.allclose(current.template, new.template, atol=1e-3)
+    if current.flip != new.flip or not same_crops:
         raise DataFormatError(
             f"{path}: gallery was rebuilt meanwhile with other settings (mirror averaging {current.flip}, "
-            f"{current.crop_size} px crops); run build-db --append again"
+            f"{describe_alignment(current.crop_size, current.template)}); run build-db --append again"
         )
     known = _entries(current)
     names = [new.identities[i] for i in new.identity_index]
@@ -126,8 +130,8 @@ def one_face_each(
     """(position, path, picked face, its aligned crop uint8 [S, S, 3]) of each photo of one person; unreadable
     photos (and those whose detection failed), photos without a face and photos with several go into `report`."""
     images = read_each(paths, report.unreadable, desc, progress, pipeline.max_pixels)
-    size = pipeline.recognizer.input_size
-    for photo in align_each(images, pipeline.detect, size=size, pick=pick):
+    size, points = pipeline.recognizer.input_size, pipeline.recognizer.template
+    for photo in align_each(images, pipeline.detect, size=size, points=points, pick=pick):
         if photo.error is not None:
             report.unreadable.append(photo.error)
             continue

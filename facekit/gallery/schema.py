@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facekit.align import ARCFACE_TEMPLATE
+from facekit.align import ARCFACE_SIZE, check_template
 from facekit.errors import DataFormatError, FacekitError
 
 if TYPE_CHECKING:
@@ -133,8 +133,11 @@ def _checked(name: str, kind: str, value: object, path: Path) -> object:
         problem = f"{value}, expected 1 to {MAX_DIM}"
     elif name == "crop_size" and value not in CROP_SIZES:
         problem = f"{value}, expected {CROP_SIZES.start} to {CROP_SIZES.stop - 1}"
-    elif kind == "template" and not np.allclose(value, ARCFACE_TEMPLATE, atol=1e-3):
-        problem = "not facekit's ArcFace template (FORMATS.md section 3): faces were aligned otherwise"
+    elif kind == "template":
+        try:
+            value = check_template(value, ARCFACE_SIZE)  # the points in a 112 x 112 frame, whatever crop_size is
+        except ValueError as exc:
+            problem = str(exc)
     elif kind == "time" and not _is_time(value):
         problem = f"{value[:40]!r}, expected an ISO 8601 time"
     elif kind == "id" and not CONTENT_ID.fullmatch(value):

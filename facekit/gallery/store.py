@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from facekit import __version__
-from facekit.align import ARCFACE_TEMPLATE
+from facekit.align import ARCFACE_SIZE, describe_alignment
+from facekit.align import template as arcface_template
 from facekit.errors import DataFormatError, MissingDataError
 from facekit.fileio import atomic_path
 from facekit.gallery.schema import NORM_TOLERANCE, SCHEMA_VERSION, read_gallery
@@ -55,8 +56,13 @@ class Gallery:
     detector: ModelStamp
     crop_size: int = 112
     flip: bool = False
+    template: np.ndarray | None = None  # float32 [5, 2]: the points faces were warped onto (crop pixels; None: ArcFace)
     created: str = field(default_factory=lambda: _now())
     content_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # changes with every change of the entries
+
+    def __post_init__(self) -> None:
+        points = arcface_template(self.crop_size) if self.template is None else self.template
+        self.template = np.asarray(points, np.float32)
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -66,7 +72,16 @@ class Gallery:
         return self.embeddings.shape[1]
 
     @classmethod
-    def empty(cls, dim: int, recognizer: ModelStamp, detector: ModelStamp, *, crop_size: int, flip: bool) -> Gallery:
+    def empty(
+        cls,
+        dim: int,
+        recognizer: ModelStamp,
+        detector: ModelStamp,
+        *,
+        crop_size: int,
+        flip: bool,
+        template: np.ndarray | None = None,
+    ) -> Gallery:
         return cls(
             np.zeros((0, dim), np.float32),
             np.zeros(0, np.int32),
@@ -79,6 +94,7 @@ class Gallery:
             detector,
             crop_size,
             flip,
+            template,
         )
 
     def templates(self) -> np.ndarray:
@@ -151,7 +167,15 @@ class Gallery:
         )
 
     def check_recognizer(self, recognizer: object, path: str | os.PathLike) -> None:
-        """Refuse to compare this gallery's embeddings with those of another model."""
+        """Refuse to compare this gallery's embeddings with those of another model (other crops, other size or
+        other weights)."""
+        theirs = (recognizer.input_size, np.asarray(recognizer.template, np.float32))
+        if theirs[0] != self.crop_size or not np.allclose(theirs[1], self.template, atol=1e-3):
+            raise DataFormatError(
+                f"{path}: gallery faces were aligned to {describe_alignment(self.crop_size, self.template)}; "
+                f"recognizer {recognizer.name} takes {describe_alignment(*theirs)}; use the recognizer that built it "
+                f"({self.recognizer.name}) or rebuild the gallery with build-db"
+            )
         if recognizer.embedding_size != self.dim:
             raise DataFormatError(
                 f"{path}: gallery holds {self.dim}-d embeddings, recognizer {recognizer.name} makes "
@@ -204,7 +228,7 @@ class Gallery:
                     "recognizer_fingerprint": _utf8(self.recognizer.fingerprint),
                     "detector": _utf8(self.detector.name),
                     "detector_fingerprint": _utf8(self.detector.fingerprint),
-                    "alignment_template": ARCFACE_TEMPLATE,
+                    "alignment_template": (self.template * (ARCFACE_SIZE / self.crop_size)).astype(np.float32),
                     "crop_size": self.crop_size,
                     "flip": self.flip,
                     "facekit_version": _utf8(__version__),
@@ -246,6 +270,7 @@ class Gallery:
             detector=ModelStamp(attrs["detector"], attrs["detector_fingerprint"]),
             crop_size=attrs["crop_size"],
             flip=attrs["flip"],
+            template=attrs["alignment_template"] * (attrs["crop_size"] / ARCFACE_SIZE),  # stored in a 112 frame
             created=attrs["created"],
             content_id=attrs["content_id"],
         )

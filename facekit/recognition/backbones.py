@@ -2,7 +2,8 @@
 the `backbone.pth` files of insightface's model zoo load with strict=True.
 
 Every backbone maps aligned, normalised RGB crops [B, 3, 112, 112] (facekit.norms.ARCFACE) to embeddings [B, D],
-not L2-normalised. All of them run in channels_last memory format too.
+not L2-normalised, except those that take another size and normalisation (INPUT_SIZES: dlib's ResNet, 150x150
+facekit.norms.DLIB crops). All of them run in channels_last memory format too.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from facekit.errors import DataFormatError
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+INPUT_SIZES: dict[str, int] = {}  # the backbones whose crops are not facekit.align's ARCFACE_SIZE
 
 
 def register_backbone(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -238,6 +241,88 @@ def mobilefacenet(*, embedding_size: int = 512, dropout: float = 0.0) -> MobileF
         raise ValueError("mobilefacenet has no dropout layer; use dropout=0")
     return MobileFaceNet(embedding_size=embedding_size)
 
+
+# ---- dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1.dat; dnn_face_recognition_ex.cpp) ----
+
+
+class Affine(nn.Module):
+    """dlib's `affine_` layer, a batch norm folded into a per-channel scale and shift: [B, C, H, W] -> same."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class DlibResidual(nn.Module):
+    """dlib's `ares` block, relu(affine(conv3x3(relu(affine(conv3x3(x))))) + x), or with `down` its `ares_down`:
+    the first conv strides 2 without padding (dlib pads stride-1 convs only), the shortcut is a 2x2 average pool,
+    and dlib's add_prev sums tensors of different shapes by zero-filling each at the end of every axis: the pooled
+    shortcut's missing channels, and `fill` rows and columns of the block's output (1 when the input size is even:
+    the conv makes H / 2 - 1, the pool H / 2). [B, cin, H, W] -> [B, cout, H', W'] with H' = H or H // 2."""
+
+    def __init__(self, cin: int, cout: int, *, down: bool = False, fill: int = 0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, 2 if down else 1, 0 if down else 1)
+        self.affine1 = Affine(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.affine2 = Affine(cout)
+        self.pool = nn.AvgPool2d(2, 2) if down else nn.Identity()
+        self.extra_channels, self.fill = cout - cin, fill
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.affine2(self.conv2(F.relu(self.affine1(self.conv1(x)))))
+        out = _zero_fill(_zero_fill(out, 2, self.fill), 3, self.fill)
+        return F.relu(out + _zero_fill(self.pool(x), 1, self.extra_channels))
+
+
+def _zero_fill(x: torch.Tensor, dim: int, count: int) -> torch.Tensor:
+    """`x` with `count` (at most its size) zero slices appended along `dim`; F.pad would do, but its ONNX export
+    warns (facekit's tests turn warnings into errors)."""
+    return torch.cat([x, torch.zeros_like(x.narrow(dim, 0, count))], dim) if count else x
+
+
+class DlibResNet(nn.Module):
+    """dlib's face recognition ResNet-29 (`anet_type` of dlib's dnn_face_recognition_ex.cpp) for RGB 150x150
+    chips normalised as facekit.norms.DLIB: a 7x7/2 conv (32), affine, relu and 3x3/2 max pool (150 -> 72 -> 35),
+    residual stages of 32 (3 blocks), 64 (4), 128 (3), 256 (3) and 256 (1) channels, each but the first halving
+    the size (35 -> 17 -> 8 -> 4 -> 2), a global average pool and a bias-free fc to `embedding_size` (dlib: 128).
+    Like dlib's input_rgb_image_sized<150>, it takes that one size only."""
+
+    STAGES = ((32, 3), (64, 4), (128, 3), (256, 3), (256, 1))
+
+    def __init__(self, *, embedding_size: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 7, 2, 0)
+        self.affine1 = Affine(32)
+        self.pool = nn.MaxPool2d(3, 2)
+        blocks, cin, size = [], 32, 35
+        for stage, (cout, count) in enumerate(self.STAGES):
+            if stage:  # a downsampling block, then `count - 1` plain ones
+                fill = size // 2 - ((size - 3) // 2 + 1)
+                blocks.append(DlibResidual(cin, cout, down=True, fill=fill))
+                size //= 2
+            blocks += [DlibResidual(cout, cout) for _ in range(count - bool(stage))]
+            cin = cout
+        self.layers = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(cin, embedding_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 150, 150] -> [B, embedding_size], not L2-normalised."""
+        x = self.layers(self.pool(F.relu(self.affine1(self.conv1(x)))))
+        return self.fc(self.dropout(x.mean(dim=(2, 3))))
+
+
+@register_backbone
+def dlib_resnet(*, embedding_size: int = 128, dropout: float = 0.0) -> DlibResNet:
+    return DlibResNet(embedding_size=embedding_size, dropout=dropout)
+
+
+INPUT_SIZES["dlib_resnet"] = 150  # dlib_face_recognition_resnet_model_v1.dat's chips
 
 # ---- weights ----------------------------------------------------------------------------------------------------
 

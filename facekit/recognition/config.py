@@ -6,20 +6,21 @@ from dataclasses import asdict, dataclass
 
 from facekit.align import ARCFACE_SIZE, template
 from facekit.norms import NORMALIZATIONS, Normalization
-from facekit.recognition.backbones import BACKBONES
+from facekit.recognition.backbones import BACKBONES, INPUT_SIZES
 
 
 @dataclass(frozen=True)
 class RecognizerConfig:
-    """A backbone, its embedding size and the crops it takes: `input_size` x `input_size` faces aligned to the
-    5-point `template` (pixels, [5, 2]; None = facekit.align's ArcFace template) and normalised by `normalization`.
+    """A backbone, its embedding size and the crops it takes: `input_size` x `input_size` faces (None: the
+    backbone's own size, 112 but for backbones.INPUT_SIZES) aligned to the 5-point `template` (pixels, [5, 2];
+    None = facekit.align's ArcFace template) and normalised by `normalization`.
     `threshold`: the calibrated cosine similarity from which two faces are one person (None until calibrated);
     `calibration`: where it came from, a facekit.recognition.calibration.Calibration as a dict (None for models
     calibrated before facekit recorded it)."""
 
     backbone: str = "iresnet50"
     embedding_size: int = 512
-    input_size: int = ARCFACE_SIZE
+    input_size: int | None = None
     normalization: str = "arcface"
     template: tuple[tuple[float, float], ...] | None = None
     threshold: float | None = None
@@ -32,8 +33,11 @@ class RecognizerConfig:
             raise ValueError(f"unknown normalization {self.normalization!r}; known: {', '.join(NORMALIZATIONS)}")
         if self.embedding_size < 1:
             raise ValueError(f"embedding_size must be positive, got {self.embedding_size}")
-        if self.input_size != ARCFACE_SIZE:
-            raise ValueError(f"facekit's backbones take {ARCFACE_SIZE}x{ARCFACE_SIZE} crops, got {self.input_size}")
+        size = INPUT_SIZES.get(self.backbone, ARCFACE_SIZE)
+        if self.input_size is None:
+            object.__setattr__(self, "input_size", size)
+        elif self.input_size != size:
+            raise ValueError(f"{self.backbone} takes {size}x{size} crops, got {self.input_size}")
         if self.template is None:
             points = tuple((round(float(x), 4), round(float(y), 4)) for x, y in template(self.input_size))
             object.__setattr__(self, "template", points)

@@ -1,8 +1,9 @@
 """Export a recognizer to ONNX in insightface's ArcFaceONNX convention (FORMATS.md section 4).
 
-The graph takes "input.1": NCHW float32 RGB `(pixel - 127.5) / 127.5` crops [batch, 3, 112, 112] (dynamic batch)
-and returns one output, "embedding" [batch, D], not L2-normalised (like insightface's w600k_r50.onnx), so
-`insightface.model_zoo.get_model(path)` loads it as ArcFaceONNX with its default (127.5, 127.5) pre-processing.
+The graph takes "input.1": NCHW float32 RGB `(pixel - 127.5) / 127.5` crops [batch, 3, S, S] (S: the config's
+input_size; dynamic batch) and returns one output, "embedding" [batch, D], not L2-normalised (like insightface's
+w600k_r50.onnx), so `insightface.model_zoo.get_model(path)` loads it as ArcFaceONNX with its default (127.5, 127.5)
+pre-processing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ FINGERPRINT_KEY = "facekit_fingerprint"  # ONNX metadata_props keys
 WEIGHTS_KEY = "facekit_weights_sha256"  # weights_digest() of the file when its fingerprint claim was written
 THRESHOLD_KEY = "facekit_threshold"
 CALIBRATION_KEY = "facekit_calibration"
+TEMPLATE_KEY = "facekit_template"  # the 5-point template [5, 2] in input pixels (JSON) the crops are aligned to
 
 
 class ArcfaceInput(nn.Module):
@@ -55,11 +57,14 @@ def export_arcface_onnx(
     metadata_props carry what the runtime needs beyond insightface's convention: "facekit_fingerprint" (the
     fingerprint of the model.pt this graph was exported from, so a gallery accepts both forms of one model) with
     "facekit_weights_sha256" (the digest of this graph's weights that the claim holds for), "facekit_threshold" (the
-    calibrated cosine threshold) and "facekit_calibration" (its provenance, JSON), when known."""
+    calibrated cosine threshold) and "facekit_calibration" (its provenance, JSON), when known, and always
+    "facekit_template" (config.template, JSON: the input size is the graph's)."""
     model = backbone.eval() if config.norm == ARCFACE else ArcfaceInput(backbone.eval(), config.norm)
     example = torch.zeros(2, 3, config.input_size, config.input_size)
     dynamic = {"input.1": {0: "batch"}, "embedding": {0: "batch"}}
-    metadata = {FINGERPRINT_KEY: fingerprint} if fingerprint else {}
+    metadata = {TEMPLATE_KEY: strict_json.dumps([list(p) for p in config.template])}
+    if fingerprint:
+        metadata[FINGERPRINT_KEY] = fingerprint
     metadata.update(threshold_metadata(config.threshold, config.calibration))
     digest_key = WEIGHTS_KEY if fingerprint else None  # binds the claim to this graph's weights
     return export_onnx(

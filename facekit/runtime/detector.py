@@ -91,11 +91,12 @@ class TorchDetector:
         self.name = f"facekit RetinaFace {config.body} (PyTorch)"
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> TorchDetector:
+    def load(cls, path: str | os.PathLike, device: str = "cpu", payload: dict | None = None) -> TorchDetector:
+        """From a facekit RetinaFace directory or its model.pt (`payload`: that file, already read)."""
         from facekit.detection.weights import load_detector
         from facekit.modeldir import MODEL_FILE
 
-        model, config = load_detector(path)
+        model, config = load_detector(path, payload)
         return cls(model, config, device, Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path))
 
     @cached_property
@@ -121,10 +122,12 @@ class TorchDetector:
 
 
 def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: str = "auto"):  # noqa: ANN201
-    """A detector from a facekit model directory / model.pt (PyTorch) or a SCRFD-layout .onnx (ONNX Runtime).
+    """A detector from a facekit model directory / model.pt (PyTorch: RetinaFace, or MTCNN where its config says
+    `architecture: mtcnn`) or a SCRFD-layout .onnx (ONNX Runtime).
 
     backend "onnx" on a model directory runs its detector.onnx; "auto" prefers PyTorch for directories.
     """
+    from facekit.modeldir import load_model
     from facekit.runtime.onnx_detector import OnnxDetector
 
     p = Path(path)
@@ -132,4 +135,9 @@ def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: st
         return OnnxDetector(p, device)
     if backend == "onnx":
         return OnnxDetector(p / "detector.onnx" if p.is_dir() else p.with_name("detector.onnx"), device)
-    return TorchDetector.load(p, device)
+    payload = load_model(p, "detector")
+    if payload["config"].get("architecture") == "mtcnn":
+        from facekit.runtime.mtcnn import MtcnnDetector
+
+        return MtcnnDetector.load(p, device, payload)
+    return TorchDetector.load(p, device, payload)

@@ -49,11 +49,13 @@ class FacePipeline:
         return [face for face in self.detector.detect(image, self.settings) if face.landmarks is not None]
 
     def crops(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
-        """Aligned crops of faces[i] in images[i]: uint8 [M, S, S, 3] (S = the recognizer's input size)."""
-        size = self.recognizer.input_size
+        """Aligned crops of faces[i] in images[i], warped onto the recognizer's own template: uint8 [M, S, S, 3]
+        (S = the recognizer's input size)."""
+        size, points = self.recognizer.input_size, self.recognizer.template
         if not faces:
             return np.zeros((0, size, size, 3), np.uint8)
-        return np.stack([align_face(image, face.landmarks, size) for image, face in zip(images, faces, strict=True)])
+        pairs = zip(images, faces, strict=True)
+        return np.stack([align_face(image, face.landmarks, size, points) for image, face in pairs])
 
     def embed(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
         """L2-normalised embeddings of faces[i] in images[i], in one batched run: float32 [M, D]."""
@@ -106,11 +108,13 @@ def align_each(
     detect: Callable[[np.ndarray], list[Face]],
     *,
     size: int,
+    points: np.ndarray | None = None,
     pick: str = "largest",
     workers: int = 1,
 ) -> Iterator[Photo]:
     """Detect, pick and align one face in each (position, path, BGR image) of `images` (as data.images.read_each
-    yields them), in input order; `detect` gives a photo's faces with landmarks (FacePipeline.detect). A photo
+    yields them) onto the template `points` (crop pixels; None: ArcFace's scaled to `size`), in input order;
+    `detect` gives a photo's faces with landmarks (FacePipeline.detect). A photo
     whose work fails (data.images.photo_errors: OpenCV, out of memory) comes out with its `error` set, and the rest
     go on. `workers` > 1 runs that many photos at once in threads (ONNX Runtime, PyTorch and
     OpenCV release the GIL); at most 2 x workers decoded photos are held at once."""
@@ -124,7 +128,7 @@ def align_each(
         try:
             faces = detect(image)
             picked = pick_index(faces, pick, photo.shape) if faces else None
-            crop = None if picked is None else align_face(image, faces[picked].landmarks, size)
+            crop = None if picked is None else align_face(image, faces[picked].landmarks, size, points)
         except errors as exc:
             photo.error = photo_failure(path, exc)
             return photo

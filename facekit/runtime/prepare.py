@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from facekit import DEFAULT_MAX_PIXELS, strict_json
-from facekit.align import template
+from facekit.align import template as arcface_template
 from facekit.data.folders import IdentityFolders, scan_identity_folders
 from facekit.data.images import decode_image, encode_jpeg, read_each, read_file
 from facekit.data.lst import Property
@@ -37,14 +37,21 @@ _JPEG = b"\xff\xd8\xff"
 @dataclass(frozen=True)
 class AlignSettings:
     """How a photo becomes a crop: the detector sees it scaled down to `max_size` (None: as it is) and keeps faces
-    scoring above `threshold`; `pick` (runtime.pipeline.PICKS) chooses one; it is warped onto the `size` template.
-    Photos over `max_pixels` are refused before they are decoded (not recorded: it changes no crop)."""
+    scoring above `threshold`; `pick` (runtime.pipeline.PICKS) chooses one; it is warped onto the 5 points
+    `template` of a `size` x `size` crop (a recognizer's own; None: ArcFace's scaled to `size`). Photos over
+    `max_pixels` are refused before they are decoded (not recorded: it changes no crop)."""
 
     size: int
     pick: str
     max_size: int | None
     threshold: float
     max_pixels: int = DEFAULT_MAX_PIXELS
+    template: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def points(self) -> np.ndarray:
+        """The template as float32 [5, 2] crop pixels."""
+        return arcface_template(self.size) if self.template is None else np.array(self.template, np.float32)
 
     @property
     def detect(self) -> DetectSettings:
@@ -59,7 +66,7 @@ class AlignSettings:
             "pick": self.pick,
             "max_size": self.max_size,
             "threshold": self.threshold,
-            "template": np.round(template(self.size).astype(np.float64), 4).tolist(),
+            "template": np.round(self.points.astype(np.float64), 4).tolist(),
         }
 
 
@@ -124,7 +131,7 @@ class AlignReport:
 def _aligned(images: Iterable, detector: object, settings: AlignSettings, workers: int) -> Iterator[Photo]:
     """runtime.pipeline.align_each with `settings` (detection, crop size, pick) and the pipeline's landmark filter."""
     detect = FacePipeline(detector, None, settings.detect).detect
-    return align_each(images, detect, size=settings.size, pick=settings.pick, workers=workers)
+    return align_each(images, detect, size=settings.size, points=settings.points, pick=settings.pick, workers=workers)
 
 
 def align_folders(

@@ -24,7 +24,7 @@ from facekit.fileio import atomic_path, atomic_write, sha256_file
 from facekit.norms import ARCFACE, Normalization
 from facekit.recognition.calibration import Calibration
 from facekit.recognition.config import RecognizerConfig
-from facekit.recognition.export import CALIBRATION_KEY, FINGERPRINT_KEY, THRESHOLD_KEY, WEIGHTS_KEY
+from facekit.recognition.export import CALIBRATION_KEY, FINGERPRINT_KEY, TEMPLATE_KEY, THRESHOLD_KEY, WEIGHTS_KEY
 
 if TYPE_CHECKING:
     import onnx
@@ -44,6 +44,7 @@ class Recognizer:
     path: Path  # the weights file
     name: str
     input_size: int
+    template: np.ndarray  # float32 [5, 2]: the 5 points (crop pixels) faces are warped onto for this recognizer
     embedding_size: int
     norm: Normalization
     threshold: float | None = None  # calibrated cosine threshold for "same person", when the model knows one
@@ -93,6 +94,7 @@ class TorchRecognizer(Recognizer):
     """A facekit recognizer model directory (or its model.pt) run by PyTorch."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+        from facekit.align import check_template
         from facekit.modeldir import MODEL_FILE, apply_state_dict, load_model
         from facekit.recognition.backbones import create_backbone
 
@@ -106,6 +108,10 @@ class TorchRecognizer(Recognizer):
         self.device = device
         self.name = f"facekit {self.config.backbone} (PyTorch)"
         self.input_size = self.config.input_size
+        try:
+            self.template = check_template(self.config.template, self.input_size)
+        except ValueError as exc:
+            raise DataFormatError(f"{self.path}: config template is {exc}") from None
         self.embedding_size = self.config.embedding_size
         self.norm = self.config.norm
         self.threshold, self.calibration = self.config.threshold, self.config.calibration
@@ -164,11 +170,26 @@ class OnnxRecognizer(Recognizer):
                 self.calibration = json.loads(meta[CALIBRATION_KEY])
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"{self.path}: metadata {CALIBRATION_KEY} is not JSON ({exc})") from None
+        self.template = self._template(meta.get(TEMPLATE_KEY))
         dim = declared[-1] if declared else None
         self.embedding_size = dim if isinstance(dim, int) else None
         if self.embedding_size is None:
             probe = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
             self.embedding_size = self._run(probe).shape[1]
+
+    def _template(self, text: str | None) -> np.ndarray:
+        """The template a facekit export's metadata records (JSON [5, 2], input pixels), else ArcFace's scaled to the
+        input size (insightface's packs, other ArcFaceONNX files)."""
+        from facekit.align import check_template, template
+
+        if text is None:
+            return template(self.input_size)
+        try:
+            return check_template(json.loads(text), self.input_size)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{self.path}: metadata {TEMPLATE_KEY} is not JSON ({exc})") from None
+        except ValueError as exc:
+            raise DataFormatError(f"{self.path}: metadata {TEMPLATE_KEY} is {exc}") from None
 
     def _run(self, blob: np.ndarray) -> np.ndarray:
         step = self.fixed_batch or len(blob)

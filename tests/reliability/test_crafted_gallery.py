@@ -110,8 +110,11 @@ CASES = {  # change -> what the one-line error says after "Error: g.h5: "
     "flip 'yes'": (setter("flip", "yes"), "attribute flip is a string, expected a bool"),
     "3-point template": (setter("alignment_template", np.ones(3, np.float32)),
                          "attribute alignment_template is floats [3], expected floats [5, 2]"),
-    "another template": (setter("alignment_template", np.ones((5, 2), np.float32)),
-                         "attribute alignment_template is not facekit's ArcFace template"),
+    "template of one point": (setter("alignment_template", np.ones((5, 2), np.float32)),
+                              "attribute alignment_template is [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], "
+                              "[1.0, 1.0]], expected 5 (x, y) points inside the 112x112 crop, the eyes apart"),
+    "template outside the crop": (setter("alignment_template", np.full((5, 2), 1e6, np.float32)),
+                                  "attribute alignment_template is [[1000000.0, 1000000.0], "),
     "NaN template": (scaled("templates", np.nan, 2), "dataset templates row 2 holds NaN or infinite values"),
     "6 templates": (replacer("templates", np.eye(6, 32, dtype=np.float32)),
                     "dataset templates has shape [6, 32], expected [5, 32]"),

@@ -169,7 +169,7 @@ def test_onnx_weights_edited_under_the_metadata(cli, shared_data, scrfd, knn_gal
     weights). The same file with every weight edited and the metadata kept, or with the weights digest deleted as
     well, or an export written before facekit recorded the digest: the claim is reported (a warning naming the file)
     and ignored, so recognize and build-db --append refuse the gallery with one line; the gallery is unchanged."""
-    from facekit.recognition.export import FINGERPRINT_KEY, WEIGHTS_KEY
+    from facekit.recognition.export import FINGERPRINT_KEY, TEMPLATE_KEY, WEIGHTS_KEY
 
     db = copy(knn_gallery, tmp_path / "g.h5")
     before = db.read_bytes()
@@ -178,7 +178,7 @@ def test_onnx_weights_edited_under_the_metadata(cli, shared_data, scrfd, knn_gal
     assert result.exit_code == 0, result.output
 
     metadata = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
-    assert set(metadata) == {FINGERPRINT_KEY, WEIGHTS_KEY}
+    assert set(metadata) == {FINGERPRINT_KEY, WEIGHTS_KEY, TEMPLATE_KEY}
     claim = metadata[FINGERPRINT_KEY][:12]
     legacy = tmp_path / "legacy.onnx"  # as facekit wrote exports before: the same weights, the claim alone
     model = onnx.load(str(exported))
