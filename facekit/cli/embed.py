@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from facekit.cli.options import FLIP, cli_pipeline, pick_option, pipeline_options
+from facekit.cli.prepare import listing
 
 MODEL = click.Path(exists=True, path_type=Path)
 
@@ -64,17 +65,8 @@ def embed_cmd(images: tuple[Path, ...], detect_model: Path, recognize_model: Pat
     except NoReadablePhotos as exc:
         if len(exc.unreadable) == 1:
             raise FacekitError(exc.unreadable[0]) from None
-        _listing("warning: unreadable photos, skipped", exc.unreadable)
+        listing("warning: unreadable photos, skipped", exc.unreadable, 20)
         raise FacekitError(f"{', '.join(map(str, images))}: {exc}") from None
-    _listing("warning: unreadable photos, skipped", report.unreadable)
-    _listing("warning: photos without a face, skipped", report.no_face)
+    listing("warning: unreadable photos, skipped", report.unreadable, 20)
+    listing("warning: photos without a face, skipped", report.no_face, 20)
     click.echo(f"{report.faces} faces from {report.images} photos -> {', '.join(map(str, outputs))}", err=True)
-
-
-def _listing(title: str, items: list[str], limit: int = 20) -> None:
-    if items:
-        click.echo(f"{title} ({len(items)}):", err=True)
-        for item in items[:limit]:
-            click.echo(f"  - {item}", err=True)
-        if len(items) > limit:
-            click.echo(f"  ... and {len(items) - limit} more", err=True)

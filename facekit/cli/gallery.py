@@ -9,6 +9,7 @@ import click
 from facekit import strict_json
 from facekit.cli.calibrate import BEST_ACCURACY, FAR, rule
 from facekit.cli.options import ANNOTATED_HELP, FLIP, cli_pipeline, pick_option, pipeline_options
+from facekit.cli.prepare import listing
 
 MODEL = click.Path(exists=True, path_type=Path)
 MATCH = click.option(
@@ -41,13 +42,9 @@ def _note(line: str) -> None:
     click.echo(f"note: {line}", err=True)
 
 
-def _listing(title: str, items: list[str], limit: int = 20) -> None:
-    if items:
-        click.echo(f"{title} ({len(items)}):", err=True)
-        for item in items[:limit]:
-            click.echo(f"  - {item}", err=True)
-        if len(items) > limit:
-            click.echo(f"  ... and {len(items) - limit} more (see --report)", err=True)
+def _listing(title: str, items: list[str]) -> None:
+    """The first 20 of `items` under `title`; build-db's --report has them all."""
+    listing(title, items, 20, " (see --report)")
 
 
 @click.command("build-db")
