@@ -7,34 +7,44 @@ insightface's FaceAnalysis on the same two ONNX files (cv2.imread, app.get, the 
                                    [--detector PATH] [--recognizer PATH] [--gallery 1000]
 
 Detector: SCRFD-500M from ../shared/data/weights unless --detector (e.g. insightface's det_10g.onnx). Recognizer:
---recognizer (e.g. buffalo_l's w600k_r50.onnx), else an untrained iresnet50 (w600k_r50's architecture, 512-d)
-exported by facekit with BatchNorm statistics set on random input: the real cost, meaningless identities. Gallery:
---gallery random unit vectors plus the faces of ../shared/data's knn_examples/train. Prints markdown tables: speed,
-time per stage, and how far the two pipelines agree (faces per photo, boxes, crops, embeddings, identities).
+--recognizer (e.g. buffalo_l's w600k_r50.onnx, or a facekit recognizer directory), else an untrained iresnet50
+(w600k_r50's architecture, 512-d) with BatchNorm statistics set on random input: the real cost, meaningless
+identities. A recognizer directory (the default one included) is exported by facekit twice, fp32 and int8 (`export
+--int8` calibrated on the aligned crops of ORL s1-s30, people in none of the photos), and facekit runs with each in
+the same, interleaved passes. Gallery: --gallery random unit vectors plus the faces of ../shared/data's
+knn_examples/train. Prints markdown tables: speed, time per stage, and how far the pipelines agree (faces per photo,
+boxes, crops, embeddings, identities; int8 embeddings against fp32). The insightface peer and the agreement
+measures live in bench/pipeline_peer.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from unittest import mock
 
 import cv2
 import numpy as np
+from pipeline_peer import (
+    CPU,
+    SPINNING,
+    Pass,
+    Stopwatch,
+    agreement,
+    check_sessions,
+    embedding_agreement,
+    load_insightface,
+    run_insightface,
+    table,
+)
 
 if TYPE_CHECKING:
-    from insightface.app import FaceAnalysis
     from onnxruntime import SessionOptions
 
     from facekit.gallery.recognize import Matcher
@@ -59,9 +69,9 @@ PHOTOS = [
     ("face_recognition_examples/examples/knn_examples/test/johnsnow_test1.jpg", 1),
 ]
 GALLERY_PEOPLE = FACES / "face_recognition_examples/examples/knn_examples/train"  # one folder per person
+# int8 calibration: aligned crops of people in none of the photos above nor in the gallery (ORL s1-s30)
+CALIBRATION = [FACES / "orl_aligned_112" / f"s{i}" for i in range(1, 31)]
 SIZE = (640, 480)
-CPU = ["CPUExecutionProvider"]
-SPINNING = "session.intra_op.allow_spinning"  # onnxruntime session config key, "1" by default
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int] = SIZE) -> np.ndarray:
@@ -93,15 +103,16 @@ def write_photos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def export_untrained_iresnet50(path: Path) -> Path:
-    """An iresnet50, 512-d (w600k_r50's architecture) exported in insightface's ArcFaceONNX convention. arcface_torch's
-    initialisation overflows in eval mode with the default running statistics (NaN embeddings), so every BatchNorm
-    first gets the mean and variance of its input over a few batches of random crops (train mode, no gradients)."""
+def untrained_iresnet50(folder: Path) -> Path:
+    """A facekit recognizer directory holding an iresnet50, 512-d (w600k_r50's architecture), untrained.
+    arcface_torch's initialisation overflows in eval mode with the default running statistics (NaN embeddings), so
+    every BatchNorm first gets the mean and variance of its input over a few batches of random crops (train mode,
+    no gradients)."""
     import torch
 
     from facekit.recognition.backbones import create_backbone
     from facekit.recognition.config import RecognizerConfig
-    from facekit.recognition.export import export_arcface_onnx
+    from facekit.runtime.recognizer import save_recognizer
 
     torch.manual_seed(0)
     config = RecognizerConfig(backbone="iresnet50", embedding_size=512)
@@ -114,7 +125,21 @@ def export_untrained_iresnet50(path: Path) -> Path:
     with torch.no_grad():
         for _ in range(4):
             model(torch.rand(16, 3, config.input_size, config.input_size) * 2 - 1)
-    return export_arcface_onnx(model, config, path)
+    model.eval()
+    save_recognizer(folder, model, config)
+    return folder
+
+
+def export_recognizer(model_dir: Path, folder: Path) -> tuple[Path, Path]:
+    """`facekit export MODEL_DIR` and `facekit export MODEL_DIR --int8 CALIBRATION` (the library calls behind them):
+    the float32 and int8 recognizer.onnx files, in `folder`."""
+    from facekit.data.images import list_images
+    from facekit.runtime.export import export_model
+
+    fp32, _ = export_model(model_dir, folder / "recognizer.onnx")
+    int8, _ = export_model(model_dir, folder / "recognizer.int8.onnx", precision="int8",
+                           calibration=list_images(CALIBRATION))  # fmt: skip
+    return fp32, int8
 
 
 def session_options(threads: int | None, spinning: bool = True) -> SessionOptions | None:
@@ -145,61 +170,6 @@ def load_facekit(detector: Path, recognizer: Path, options: SessionOptions | Non
         for model in (pipeline.detector, pipeline.recognizer):
             model.session = ort.InferenceSession(str(model.path), sess_options=options, providers=CPU)
     return pipeline
-
-
-def load_insightface(
-    detector: Path, recognizer: Path, root: Path, options: SessionOptions | None, det_size: tuple[int, int]
-) -> FaceAnalysis:
-    """FaceAnalysis over a model pack holding links to exactly the two files (root/models/<name>/), its sessions
-    made with `options`; checked to route them to SCRFD and ArcFaceONNX."""
-    from insightface.app import FaceAnalysis
-    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
-    from insightface.model_zoo.scrfd import SCRFD
-
-    pack = root / "models" / "facekit_bench_pipeline"
-    pack.mkdir(parents=True)
-    (pack / "1_detector.onnx").symlink_to(detector.resolve())
-    (pack / "2_recognizer.onnx").symlink_to(recognizer.resolve())
-    app = FaceAnalysis(
-        name=pack.name,
-        root=str(root),
-        allowed_modules=["detection", "recognition"],
-        providers=CPU,
-        sess_options=options,
-    )
-    app.prepare(ctx_id=-1, det_size=det_size)
-    routed = {task: type(model).__name__ for task, model in app.models.items()}
-    if not (isinstance(app.models.get("detection"), SCRFD) and isinstance(app.models.get("recognition"), ArcFaceONNX)):
-        raise SystemExit(f"insightface routed the files as {routed}; expected SCRFD and ArcFaceONNX")
-    return app
-
-
-def check_sessions(pipeline: FacePipeline, app: FaceAnalysis) -> str:
-    """Every session of both libraries on the CPU provider alone, with the same intra-op threads and spinning; a
-    description. insightface's SCRFD runs each det_size through a session of its own (fixed input shape), made on
-    first use."""
-    sessions = {
-        "facekit detector": pipeline.detector.session,
-        "facekit recognizer": pipeline.recognizer.session,
-        "insightface detector": app.det_model.session,
-        "insightface recognizer": app.models["recognition"].session,
-    }
-    for size, session in getattr(app.det_model, "resolution_sessions", {}).items():
-        sessions[f"insightface detector {size[0]}x{size[1]}"] = session
-    seen = set()
-    for name, session in sessions.items():
-        if session.get_providers() != CPU:
-            raise SystemExit(f"{name} runs on {session.get_providers()}, expected {CPU}")
-        options = session.get_session_options()
-        try:
-            spinning = options.get_session_config_entry(SPINNING)
-        except RuntimeError:  # not set: onnxruntime's default, spinning
-            spinning = "1"
-        seen.add((options.intra_op_num_threads, spinning))
-    if len(seen) != 1:
-        raise SystemExit(f"the sessions differ in (intra-op threads, spinning): {seen}")
-    threads = seen.pop()[0]
-    return str(threads) if threads else "onnxruntime's default (one per physical core)"
 
 
 def build_gallery(pipeline: FacePipeline, distractors: int, seed: int = 0) -> Gallery:
@@ -233,32 +203,6 @@ def build_gallery(pipeline: FacePipeline, distractors: int, seed: int = 0) -> Ga
     return gallery
 
 
-class Stopwatch:
-    """Seconds spent inside wrapped callables, summed by stage."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    def wrap(self, stage: str, fn: Callable) -> Callable:
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[stage] += time.perf_counter() - start
-
-        return timed
-
-
-@dataclass
-class Pass:
-    """One timed pass of a pipeline over the photos: wall seconds, faces found, seconds by stage."""
-
-    seconds: float
-    faces: int
-    stages: dict[str, float]
-
-
 def run_facekit(paths: list[Path], pipeline: FacePipeline, matcher: Matcher, threshold: float, out: Path) -> Pass:
     """recognize_images over the files, writing JSON Lines to `out` as the CLI does, its stages timed by wrapping
     the functions it calls (a clock read around each call, nothing else changes)."""
@@ -284,130 +228,6 @@ def run_facekit(paths: list[Path], pipeline: FacePipeline, matcher: Matcher, thr
     return Pass(seconds, report.faces, dict(watch.seconds))
 
 
-def insightface_recognize(
-    path: Path, app: FaceAnalysis, gallery: Gallery, threshold: float, watch: Stopwatch | None = None
-) -> list[tuple]:
-    """One photo read by OpenCV, through FaceAnalysis.get and the gallery search in numpy: [(face, identity or
-    None, similarity)]."""
-    clock = time.perf_counter
-    t0 = clock()
-    image = cv2.imread(str(path))
-    t1 = clock()
-    faces = app.get(image)
-    t2 = clock()
-    if faces:
-        scores = np.stack([face.normed_embedding for face in faces]) @ gallery.embeddings.T  # [faces, N]
-        best = scores.argmax(1)
-        similarity = scores[np.arange(len(faces)), best].tolist()
-        names = [gallery.identities[i] for i in gallery.identity_index[best]]
-    t3 = clock()
-    if watch is not None:
-        watch.seconds["read"] += t1 - t0
-        watch.seconds["search"] += t3 - t2
-    if not faces:
-        return []
-    return [(face, n if s >= threshold else None, s) for face, n, s in zip(faces, names, similarity, strict=True)]
-
-
-def run_insightface(paths: list[Path], app: FaceAnalysis, gallery: Gallery, threshold: float) -> Pass:
-    """FaceAnalysis over the files, its detector and recognizer timed by wrapping their methods (ArcFaceONNX.get
-    aligns and calls get_feat, which embeds)."""
-    watch = Stopwatch()
-    recognizer = app.models["recognition"]
-    with ExitStack() as stack:
-        for target, attribute, stage in (
-            (app.det_model, "detect", "detect"),
-            (recognizer, "get", "align"),
-            (recognizer, "get_feat", "embed"),
-        ):
-            stack.enter_context(mock.patch.object(target, attribute, watch.wrap(stage, getattr(target, attribute))))
-        start = time.perf_counter()
-        faces = sum(len(insightface_recognize(path, app, gallery, threshold, watch)) for path in paths)
-        seconds = time.perf_counter() - start
-    stages = dict(watch.seconds)
-    stages["align"] = stages.get("align", 0.0) - stages.get("embed", 0.0)  # get = align + get_feat
-    return Pass(seconds, faces, stages)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def pairs(boxes_a: list[np.ndarray], boxes_b: list[np.ndarray], minimum: float = 0.5) -> list[tuple[int, int, float]]:
-    """Greedy one-to-one matching by IoU (highest first, at least `minimum`): [(index in a, index in b, IoU)]."""
-    candidates = sorted(((iou(a, b), i, j) for i, a in enumerate(boxes_a) for j, b in enumerate(boxes_b)), reverse=True)
-    used_a, used_b, out = set(), set(), []
-    for overlap, i, j in candidates:
-        if overlap >= minimum and i not in used_a and j not in used_b:
-            used_a.add(i)
-            used_b.add(j)
-            out.append((i, j, overlap))
-    return out
-
-
-def agreement(
-    paths: list[Path], pipeline: FacePipeline, app: FaceAnalysis, results: Path, gallery: Gallery, threshold: float
-) -> dict:
-    """How far the two pipelines agree on the distinct photos among `paths`: faces per photo, IoU of matched boxes,
-    landmark distance, aligned-crop pixel difference, embedding cosine, identity; plus the cosine between
-    different faces (facekit's), the floor against which the embedding cosine says anything."""
-    from insightface.utils.face_align import norm_crop
-
-    records = {}
-    with open(results) as f:
-        for line in f:
-            record = json.loads(line)
-            records[record["image"]] = record
-    size = pipeline.recognizer.input_size
-    same_count, ious, point_px, crop_diff, cosines, same_identity, embeddings = 0, [], [], [], [], 0, []
-    for path in paths[: len(PHOTOS)]:
-        image = cv2.imread(str(path))
-        ours = pipeline.detect(image)
-        our_embeddings = pipeline.embed([image] * len(ours), ours)
-        embeddings.append(our_embeddings)
-        our_identities = [face["identity"] for face in records[str(path)]["faces"]]
-        theirs = insightface_recognize(path, app, gallery, threshold)
-        same_count += len(ours) == len(theirs)
-        for i, j, overlap in pairs([f.box for f in ours], [face.bbox for face, _, _ in theirs]):
-            face, identity, _ = theirs[j]
-            ious.append(overlap)
-            point_px.append(float(np.abs(ours[i].landmarks - face.kps).max()))
-            crop = norm_crop(image, landmark=face.kps, image_size=size).astype(np.float32)
-            crop_diff.append(float(np.abs(pipeline.crops([image], [ours[i]])[0] - crop).mean()))
-            cosines.append(float(our_embeddings[i] @ face.normed_embedding))
-            same_identity += our_identities[i] == identity
-    ours_all = np.concatenate(embeddings)
-    between = (ours_all @ ours_all.T)[~np.eye(len(ours_all), dtype=bool)]
-    nan = float("nan")
-    return {
-        "photos": len(paths[: len(PHOTOS)]),
-        "same_count": same_count,
-        "matched": len(cosines),
-        "iou_min": min(ious, default=nan),
-        "points_max_px": max(point_px, default=nan),
-        "crop_mean_abs": statistics.fmean(crop_diff) if crop_diff else nan,
-        "crop_worst_abs": max(crop_diff, default=nan),
-        "cosine_min": min(cosines, default=nan),
-        "cosine_mean": statistics.fmean(cosines) if cosines else nan,
-        "different_faces_cosine_mean": float(between.mean()) if len(between) else nan,
-        "same_identity": same_identity,
-    }
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A markdown table, columns padded to line up in a terminal too."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40, help="photos per pass (the 10 distinct ones, repeated)")
@@ -420,7 +240,12 @@ def main() -> None:
         "(session.intra_op.allow_spinning=0)",
     )
     parser.add_argument("--detector", type=Path, default=SCRFD_500M, help="SCRFD-layout .onnx with 5 key points")
-    parser.add_argument("--recognizer", type=Path, help="ArcFaceONNX .onnx (default: an untrained iresnet50 export)")
+    parser.add_argument(
+        "--recognizer",
+        type=Path,
+        help="ArcFaceONNX .onnx, or a facekit recognizer directory (exported to fp32 and int8; default: an untrained "
+        "iresnet50)",
+    )
     parser.add_argument("--gallery", type=int, default=1000, help="random unit vectors in the gallery")
     parser.add_argument(
         "--det-size",
@@ -433,9 +258,10 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.photos, args.repeats, *args.det_size, args.threads or 1) < 1 or args.gallery < 0:
         parser.error("--photos, --repeats, --threads and --det-size must be positive, --gallery at least 0")
-    for path in (args.detector, args.recognizer):
-        if path is not None and not path.is_file():
-            parser.error(f"{path}: no such file")
+    if not args.detector.is_file():
+        parser.error(f"{args.detector}: no such file")
+    if args.recognizer is not None and not (args.recognizer.is_dir() or args.recognizer.suffix == ".onnx"):
+        parser.error(f"{args.recognizer}: expected an .onnx file or a facekit recognizer directory")
     sys.path.insert(0, str(ROOT))
     import insightface
     import onnxruntime as ort
@@ -446,30 +272,41 @@ def main() -> None:
     options = session_options(args.threads, not args.no_spinning)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        recognizer = args.recognizer
+        recognizer, int8 = args.recognizer, None
+        described = "an untrained iresnet50" if recognizer is None else recognizer.name
         if recognizer is None:
-            print("exporting an untrained iresnet50 (BatchNorm statistics from random input) ...", file=sys.stderr)
-            recognizer = export_untrained_iresnet50(tmp / "iresnet50.onnx")
+            print("making an untrained iresnet50 (BatchNorm statistics from random input) ...", file=sys.stderr)
+            recognizer = untrained_iresnet50(tmp / "iresnet50")
+        if recognizer.is_dir():
+            print("exporting it to fp32 and int8 ONNX ...", file=sys.stderr)
+            recognizer, int8 = export_recognizer(recognizer, tmp)
         paths = write_photos(tmp / "photos", args.photos)
-        pipeline = load_facekit(args.detector, recognizer, options)
+        pipelines = {"facekit": load_facekit(args.detector, recognizer, options)}
+        if int8 is not None:
+            pipelines["facekit int8"] = load_facekit(args.detector, int8, options)
+        pipeline = pipelines["facekit"]
         app = load_insightface(args.detector, recognizer, tmp / "insightface", options, tuple(args.det_size))
-        gallery = build_gallery(pipeline, args.gallery)
+        galleries = {name: build_gallery(p, args.gallery) for name, p in pipelines.items()}  # each its own, as build-db
+        gallery = galleries["facekit"]
         threshold, _ = default_threshold(pipeline.recognizer)
-        matcher = Matcher(gallery, match="image")
-        out = tmp / "recognize.jsonl"
+        matchers = {name: Matcher(g, match="image") for name, g in galleries.items()}
+        outs = {name: tmp / f"recognize_{i}.jsonl" for i, name in enumerate(pipelines)}
         passes = {
-            "facekit": lambda: run_facekit(paths, pipeline, matcher, threshold, out),
-            "insightface": lambda: run_insightface(paths, app, gallery, threshold),
+            name: lambda name=name, p=p: run_facekit(paths, p, matchers[name], threshold, outs[name])
+            for name, p in pipelines.items()
         }
+        passes["insightface"] = lambda: run_insightface(paths, app, gallery, threshold)
         print(f"warm-up, then {args.repeats} timed passes of {len(paths)} photos each ...", file=sys.stderr)
         for run in passes.values():  # first-run allocations; insightface makes its 640x640 detector session
             run()
-        threads = check_sessions(pipeline, app)
+        threads = check_sessions(app, pipelines)
         runs = {name: [] for name in passes}
-        for _ in range(args.repeats):  # interleaved, so that a busy spell of the machine hits both
+        for _ in range(args.repeats):  # interleaved, so that a busy spell of the machine hits all
             for name, run in passes.items():
                 runs[name].append(run())
-        agree = agreement(paths, pipeline, app, out, gallery, threshold)
+        distinct = paths[: len(PHOTOS)]
+        agree = agreement(distinct, pipeline, app, outs["facekit"], gallery, threshold)
+        agree_int8 = embedding_agreement(distinct, pipeline, pipelines["facekit int8"]) if int8 else None
     load_after = os.getloadavg()[0]
 
     median = {name: sorted(r, key=lambda p: p.seconds)[(len(r) - 1) // 2] for name, r in runs.items()}
@@ -478,7 +315,8 @@ def main() -> None:
     print(
         f"\nrecognize: {len(paths)} photos of 640x480 ({len(PHOTOS)} distinct, 1-6 faces each) against a gallery of "
         f"{len(gallery)} faces ({len(gallery.identities)} identities); detector {args.detector.name}, recognizer "
-        f"{recognizer.name} ({pipeline.recognizer.embedding_size}-d)\n"
+        f"{described} ({pipeline.recognizer.embedding_size}-d"
+        f"{'; int8: facekit export --int8 on the aligned crops of ORL s1-s30' if int8 else ''})\n"
         f"CPU: {len(os.sched_getaffinity(0))} cores, load average {load_before:.1f} before, {load_after:.1f} after; "
         f"onnxruntime {ort.__version__}, CPU provider, intra-op threads: {threads}, spin-waiting "
         f"{'off' if args.no_spinning else 'on (default)'}; facekit detects at 640x480, insightface at "
@@ -486,6 +324,7 @@ def main() -> None:
     )
     labels = {
         "facekit": "facekit recognize_images, batch 16",
+        "facekit int8": "facekit recognize_images, batch 16, int8 recognizer",
         "insightface": f"insightface {insightface.__version__} FaceAnalysis",
     }
     print(
@@ -521,6 +360,11 @@ def main() -> None:
         f"mean {agree['different_faces_cosine_mean']:.4f}); same identity (or both unknown) for "
         f"{agree['same_identity']} of {agree['matched']}"
     )
+    if agree_int8:
+        print(
+            f"\nint8 recognizer vs fp32 on the {agree_int8['faces']} faces of the distinct photos (the same crops): "
+            f"embedding cosine min {agree_int8['cosine_min']:.4f}, mean {agree_int8['cosine_mean']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,11 @@ def verify(embed, pairs: Path) -> dict:
     from facekit.recognition.verification import embed_pairs, verification_metrics
 
     vset = load_bin(pairs)
-    result = verification_metrics(embed_pairs(vset, embed, flip=True, source=pairs), np.asarray(vset.issame))
+    return metrics(verification_metrics(embed_pairs(vset, embed, flip=True, source=pairs), np.asarray(vset.issame)))
+
+
+def metrics(result) -> dict:  # noqa: ANN001 - a facekit.recognition.verification.VerificationResult
+    """The figures of a verification result that the tables show, rounded."""
     return {"accuracy": round(result.accuracy, 4), "accuracy_std": round(result.accuracy_std, 4),
             "tar@far=1e-3": None if result.tar is None else round(result.tar, 4), "auc": round(result.auc, 4),
             "pairs": result.pairs}  # fmt: skip

@@ -101,3 +101,18 @@ def mtcnn_dir(facenet_wheel, tmp_path_factory) -> Path:
     result = CliRunner().invoke(main, ["import-model", "mtcnn", str(facenet_wheel), str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def dlib_dir(tmp_path_factory) -> Path:
+    """dlib's published recognizer (face-recognition-models, public domain) imported by `facekit import-model
+    dlib-resnet`: a 150x150 recognizer directory aligned to dlib's chips."""
+    from dlib_env import dlib_models
+
+    from facekit.cli import main
+
+    out = tmp_path_factory.mktemp("dlib") / "model"
+    dat = dlib_models() / "dlib_face_recognition_resnet_model_v1.dat"
+    result = CliRunner().invoke(main, ["import-model", "dlib-resnet", str(dat), str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

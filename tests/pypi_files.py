@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cached_env import CACHE
+
 # (requirement, the file `pip download --no-deps` fetches for it)
 FACENET_PYTORCH = ("facenet-pytorch==2.6.0", "facenet_pytorch-2.6.0-py3-none-any.whl")  # MTCNN's weights, MIT
 
@@ -24,7 +26,7 @@ class DownloadError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where the downloaded files live."""
-    return Path(os.environ.get("FACEKIT_PYPI_CACHE") or Path.home() / ".cache" / "facekit" / "pypi").expanduser()
+    return Path(os.environ.get("FACEKIT_PYPI_CACHE") or CACHE / "pypi").expanduser()
 
 
 def pypi_file(requirement: str, filename: str) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 import torch
+from detection_helpers import dlib_train_matches, run_detect
 
 from facekit.detection.box_utils import box_iou
 
@@ -23,29 +23,6 @@ def mnet_dir(shared_data, tmp_path_factory):
     return out
 
 
-def dlib_boxes(xml_path):
-    """{file name: [N, 4] corner boxes} from dlib's training.xml."""
-    truth = {}
-    for image in ET.parse(xml_path).getroot().iter("image"):
-        boxes = [
-            [
-                float(b.get("left")),
-                float(b.get("top")),
-                float(b.get("left")) + float(b.get("width")),
-                float(b.get("top")) + float(b.get("height")),
-            ]
-            for b in image.iter("box")
-        ]
-        truth[image.get("file")] = np.array(boxes, np.float32)
-    return truth
-
-
-def run_detect(cli, *args):
-    result = cli("detect", *args)
-    assert result.exit_code == 0, result.output
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-
-
 def test_import_model_cli(cli, shared_data, tmp_path):
     result = cli("import-model", "pytorch-retinaface", shared_data / WEIGHTS, tmp_path / "m")
     assert result.exit_code == 0
@@ -55,22 +32,7 @@ def test_import_model_cli(cli, shared_data, tmp_path):
 
 def test_dlib_hand_labelled_faces(cli, shared_data, mnet_dir):
     """At least 17 of the 18 hand-drawn faces at IoU >= 0.4, at most 2 false positives over the 4 photos."""
-    truth = dlib_boxes(shared_data / "faces/dlib_train/training.xml")
-    records = run_detect(cli, *[shared_data / "faces/dlib_train" / name for name in truth], "--model", mnet_dir)
-    found = false_positives = 0
-    for record in records:
-        gt = torch.from_numpy(truth[record["image"].rsplit("/", 1)[-1]])
-        boxes = torch.tensor([f["box"] for f in record["faces"]]).reshape(-1, 4)
-        iou = box_iou(boxes, gt)
-        matched = set()
-        for i in iou.max(1).values.argsort(descending=True).tolist():  # greedy one-to-one matching
-            j = int(iou[i].argmax())
-            if iou[i, j] >= 0.4 and j not in matched:
-                matched.add(j)
-            else:
-                false_positives += 1
-        found += len(matched)
-    assert sum(len(b) for b in truth.values()) == 18
+    found, false_positives = dlib_train_matches(cli, shared_data, mnet_dir)
     assert found >= 17 and false_positives <= 2, (found, false_positives)
 
 

@@ -27,19 +27,6 @@ np.save(sys.argv[3], np.array(model.compute_face_descriptor(list(chips)), np.flo
 """
 
 
-@pytest.fixture(scope="module")
-def dlib_dir(tmp_path_factory) -> Path:
-    from click.testing import CliRunner
-
-    from facekit.cli import main
-
-    out = tmp_path_factory.mktemp("dlib") / "model"
-    dat = dlib_models() / "dlib_face_recognition_resnet_model_v1.dat"
-    result = CliRunner().invoke(main, ["import-model", "dlib-resnet", str(dat), str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def _chips(paths: list[Path]) -> np.ndarray:
     """BGR uint8 [N, 150, 150, 3]: each photo's centred square, resized (a check of the network, not alignment)."""
     chips = []

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from test_detect import dlib_boxes, run_detect
+from detection_helpers import dlib_train_matches, run_detect
 
 from facekit.detection.box_utils import box_iou, nms
 from facekit.detection.mtcnn import WHEEL_FOLDER, calibrate, pyramid_scales, square, window_boxes
@@ -74,21 +74,7 @@ def test_import_from_the_wheel_or_its_files(cli, facenet_wheel, mtcnn_dir, tmp_p
 
 def test_dlib_hand_labelled_faces(cli, shared_data, mtcnn_dir):
     """Issue 12: at least 17 of the 18 hand-drawn faces at IoU >= 0.4, at most 3 false positives over 4 photos."""
-    truth = dlib_boxes(shared_data / "faces/dlib_train/training.xml")
-    records = run_detect(cli, *[shared_data / "faces/dlib_train" / name for name in truth], "--model", mtcnn_dir)
-    found = false_positives = 0
-    for record in records:
-        gt = torch.from_numpy(truth[record["image"].rsplit("/", 1)[-1]])
-        iou = box_iou(torch.tensor([f["box"] for f in record["faces"]]).reshape(-1, 4), gt)
-        matched = set()
-        for i in iou.max(1).values.argsort(descending=True).tolist():  # greedy one-to-one matching
-            j = int(iou[i].argmax())
-            if iou[i, j] >= 0.4 and j not in matched:
-                matched.add(j)
-            else:
-                false_positives += 1
-        found += len(matched)
-    assert sum(len(b) for b in truth.values()) == 18 and len(records) == 4
+    found, false_positives = dlib_train_matches(cli, shared_data, mtcnn_dir)
     assert found >= 17 and false_positives <= 3, (found, false_positives)
 
 

@@ -225,7 +225,7 @@ def test_make_bin_from_aligned_crops_person_disjoint(shared_data, cli, tmp_path)
     sidecar = json.loads((tmp_path / "orl.json").read_text())
     assert sidecar == {"format": "facekit-pairs/1", "people": sorted(f"s{i}" for i in range(1, 41)), "pairs": 3000,
                        "same": 1500, "folds": 10, "person_disjoint_folds": True, "seed": 0, "source": str(src),
-                       "aligned_by": None, "size": 112}  # fmt: skip
+                       "aligned_by": None, "size": 112, "template": None}  # fmt: skip
     assert bin_people(tmp_path / "orl.bin") == sidecar["people"]
     assert cli("make-bin", src, tmp_path / "again.bin").exit_code == 0
     assert (tmp_path / "again.bin").read_bytes() == (tmp_path / "orl.bin").read_bytes()
@@ -241,6 +241,7 @@ def test_make_bin_detect_raw_photos(aligned, raw, scrfd, cli, tmp_path):
     assert "photos without a face, skipped (2)" in result.stderr
     sidecar = json.loads((tmp_path / "raw.json").read_text())
     assert sidecar["people"] == list(PEOPLE) and sidecar["aligned_by"] == str(scrfd)
+    np.testing.assert_allclose(sidecar["template"], template(112), atol=1e-4)
     assert sidecar["person_disjoint_folds"] is False
     for fold in fold_indices(200, 10):
         assert sum(load_bin(tmp_path / "raw.bin").issame[i] for i in fold) == 10

@@ -21,6 +21,27 @@ def test_small_sets_get_adamw_and_a_small_margin():
     assert r.loss_params == {"arcface": {"s": 32.0, "m": 0.3}}
 
 
+@pytest.mark.parametrize(("images", "size"), [(300, "small"), (500_000, "large")])
+def test_fine_tuning_takes_sgd_with_the_sizes_batch_and_loss(images, size):
+    plain, tuned = recipe_for(images, 30), recipe_for(images, 30, fine_tune=True)
+    assert (tuned.name, tuned.optimizer, tuned.lr, tuned.weight_decay, tuned.warmup_epochs, tuned.schedule) == (
+        f"fine-tuning, {size}",
+        "sgd",
+        0.01,
+        5e-4,
+        0.0,
+        "cosine",
+    )
+    assert (tuned.batch_size, tuned.epochs, tuned.loss_params) == (plain.batch_size, plain.epochs, plain.loss_params)
+
+
+def test_pretrained_resolves_to_the_fine_tuning_recipe(random_recognizer):
+    s, recipe, _ = resolve_settings(RecognizeTrainSettings(pretrained=str(random_recognizer)), **ORL)
+    assert (recipe.name, s.optimizer, s.lr) == ("fine-tuning, small", "sgd", 0.01)
+    s, _, _ = resolve_settings(RecognizeTrainSettings(pretrained=str(random_recognizer), optimizer="adamw"), **ORL)
+    assert (s.optimizer, s.lr) == ("adamw", 0.01)  # a flag given still wins
+
+
 @pytest.mark.parametrize(
     ("images", "batch", "epochs"),
     [(60, 16, 15), (300, 30, 15), (2_600, 64, 15), (5_200, 64, 8), (20_000, 64, 8), (99_999, 64, 8)],

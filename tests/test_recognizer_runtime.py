@@ -154,3 +154,32 @@ def test_bad_onnx_files_are_one_line_errors(shared_data, tmp_path):
     detector = shared_data / "weights" / "scrfd_500m_kps" / "scrfd_500m_bnkps.onnx"
     with pytest.raises(DataFormatError, match="not an ArcFaceONNX recognizer .* and 9 outputs"):
         OnnxRecognizer(detector)
+
+
+def test_insightface_crops_and_when_a_recognizer_needs_its_canvas():
+    from facekit.align import ARCFACE_TEMPLATE, template
+    from facekit.recognition.export import insightface_template, needs_canvas
+
+    np.testing.assert_allclose(insightface_template(224), template(224))
+    np.testing.assert_allclose(insightface_template(128), ARCFACE_TEMPLATE + [8, 0])  # norm_crop's 128 rule
+    assert insightface_template(150) is None
+    assert not needs_canvas(RecognizerConfig(backbone="iresnet18"))
+    assert needs_canvas(RecognizerConfig(backbone="dlib_resnet", embedding_size=128))  # 150, dlib's chips
+    shifted = [[x + 1, y] for x, y in template(112)]  # insightface would align it otherwise
+    assert needs_canvas(RecognizerConfig(backbone="iresnet18", template=shifted))
+
+
+def test_canvas_input_resamples_insightface_crops_onto_the_recognizers_own():
+    """A recognizer whose template is ArcFace's at 112, wrapped: insightface's 256 crop of a face, resampled, is
+    the 112 crop of that face (the grid is the exact similarity between two ArcFace templates)."""
+    from facekit.align import align_face, template
+    from facekit.recognition.export import CanvasInput, insightface_template
+
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8), (0, 0), 3)
+    landmarks = template(112) * 1.7 + 40
+    canvas = align_face(photo, landmarks, 256, insightface_template(256)).astype(np.float32)
+    own = align_face(photo, landmarks, 112).astype(np.float32)
+    wrapped = CanvasInput(torch.nn.Identity(), 112, template(112))
+    resampled = wrapped(torch.from_numpy(canvas).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    assert np.abs(resampled - own)[8:-8, 8:-8].mean() < 0.5  # 0.004; a template 2 px off gives 4.1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.prepare import CROP_SIZE, align_options, load_aligner, report_crops
+from facekit.cli.prepare import CROP_SIZE, align_options, detect_only, load_aligner, report_crops
 
 existing = click.Path(exists=True, path_type=Path)
 
@@ -64,16 +64,18 @@ def inspect_cmd(path: Path, json: bool) -> None:
 @click.argument("image_folders", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--size", default=CROP_SIZE, show_default=True, help="Expected (or, with --resize / --detect, made) square size."
+    "--size",
+    type=click.IntRange(min=16),
+    help=f"Expected (or, with --resize / --detect, made) square size [default: {CROP_SIZE}, or the recognizer's].",
 )
 @click.option("--resize", is_flag=True, help="Resize images that are not SIZE x SIZE instead of refusing them.")
 @click.option(
     "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of re-encodes."
 )
 @align_options(detect_required=False)
-def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool, quality: int,
-                 detect_model: Path | None, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
-                 device: str, max_pixels: int) -> None:  # fmt: skip
+def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int | None, resize: bool, quality: int,
+                 detect_model: Path | None, recognizer_model: Path | None, pick: str, max_size: int,
+                 det_threshold: float, workers: int, backend: str, device: str, max_pixels: int) -> None:  # fmt: skip
     """Pack IMAGE_FOLDERS (one sub-folder per person) into OUTPUT_DIR/{cele.rec,cele.idx,cele.lst,property}.
 
     insightface's face2rec2 convention: images at keys 1..N, header record 0, one record per identity.
@@ -85,12 +87,14 @@ def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool,
 
     if detect_model is not None and resize:
         raise click.BadParameter("not with --detect (it makes SIZE x SIZE crops)", param_hint="'--resize'")
-    Inputs().data(image_folders, "the image folder").model(detect_model, "detector").check(folders=[output_dir])
+    detect_only(detect_model, recognizer=recognizer_model)
+    reads = Inputs().data(image_folders, "the image folder").model(detect_model, "detector")
+    reads.model(recognizer_model, "recognizer").check(folders=[output_dir])
     if detect_model is not None:
         from facekit.runtime.prepare import align_in_memory, pack_crops
 
         detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold,
-                                          max_pixels)  # fmt: skip
+                                          max_pixels, recognizer_model)  # fmt: skip
         crops = align_in_memory(image_folders, detector, settings, workers=workers, quality=quality)
         report_crops(crops, pick)
         prop = pack_crops(crops, output_dir)
@@ -101,7 +105,7 @@ def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int, resize: bool,
         return
     from facekit.data.pack import pack_identity_folders
 
-    result = pack_identity_folders(image_folders, output_dir, size=size, resize=resize, quality=quality,
+    result = pack_identity_folders(image_folders, output_dir, size=size or CROP_SIZE, resize=resize, quality=quality,
                                    max_pixels=max_pixels)  # fmt: skip
     click.echo(
         f"packed {result.images} images of {len(result.identities)} identities into {output_dir} "

@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, RegistryChoice, detector_options
 
+
+@dataclass(frozen=True)
+class Importer:
+    """A SOURCE of import-model: `target` ("module:function") is called as function(FILE, OUT_DIR), plus the
+    import-model option named by `option` as a keyword; `help` is its paragraph of `--help`; a `recognizer` directory
+    gets recognizer.onnx beside model.pt; `folder`: FILE may be a folder."""
+
+    target: str
+    help: str
+    recognizer: bool = False
+    folder: bool = False
+    option: str | None = None
+
+
 IMPORTERS = {
-    "pytorch-retinaface": "Pytorch_Retinaface checkpoint (.pth, MobileNet-0.25 or ResNet-50 body)",
-    "dlib-resnet": "dlib's dlib_face_recognition_resnet_model_v1.dat (a face recognizer: 150x150 RGB, 128-d)",
-    "mtcnn": "facenet-pytorch's MTCNN weights: its wheel (.whl) or a folder of its pnet.pt, rnet.pt and onet.pt",
-    "arcface-torch": "insightface/arcface_torch backbone.pth (a face recognizer; --backbone names its architecture)",
+    "pytorch-retinaface": Importer(
+        "facekit.detection.weights:import_pytorch_retinaface",
+        "a biubug6/Pytorch_Retinaface .pth (DataParallel 'module.' prefixes are stripped).",
+        option="body",
+    ),
+    "dlib-resnet": Importer(
+        "facekit.recognition.dlib_import:import_dlib_resnet",
+        "dlib's dlib_face_recognition_resnet_model_v1.dat (in PyPI's face-recognition-models), read without dlib into "
+        "a recognizer directory: model.pt, config.yaml and recognizer.onnx, 150x150 crops, 128-d.",
+        recognizer=True,
+    ),
+    "mtcnn": Importer(
+        "facekit.detection.mtcnn:import_facenet_pytorch",
+        "the facenet-pytorch wheel (`pip download --no-deps facenet-pytorch==2.6.0`; never installed) or a folder of "
+        "its facenet_pytorch/data/{pnet,rnet,onet}.pt: a detector directory running MTCNN's cascade.",
+        folder=True,
+    ),
+    "arcface-torch": Importer(
+        "facekit.recognition.arcface_torch:import_arcface_torch",
+        "an insightface/arcface_torch backbone.pth (or training checkpoint) of --backbone: a recognizer directory with "
+        "model.pt, config.yaml and recognizer.onnx.",
+        recognizer=True,
+        option="backbone",
+    ),
 }
+IMPORT_HELP = "\n\n".join(
+    ["Make a facekit model directory from another project's checkpoint."]
+    + [f"SOURCE {name}: {importer.help}" for name, importer in IMPORTERS.items()]
+)
 
 
 def _backbones() -> list[str]:
@@ -22,7 +61,7 @@ def _backbones() -> list[str]:
     return list(BACKBONES)
 
 
-@click.command("import-model")
+@click.command("import-model", help=IMPORT_HELP)
 @click.argument("source", type=click.Choice(sorted(IMPORTERS)))
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -34,50 +73,28 @@ def _backbones() -> list[str]:
     show_default=True,
     help="arcface-torch: the backbone's architecture (its train config's `network`).",
 )
-def import_model_cmd(source: str, file: Path, out_dir: Path, body: str | None, backbone: str) -> None:
-    """Make a facekit model directory from another project's checkpoint.
+def import_model_cmd(source: str, file: Path, out_dir: Path, **options: str | None) -> None:
+    """`facekit import-model SOURCE FILE OUT_DIR`: the IMPORTERS entry of SOURCE, called with its option."""
+    import importlib
 
-    SOURCE pytorch-retinaface: a biubug6/Pytorch_Retinaface .pth (DataParallel 'module.' prefixes are stripped).
-
-    SOURCE dlib-resnet: dlib's dlib_face_recognition_resnet_model_v1.dat (in PyPI's face-recognition-models), read
-    without dlib into a recognizer directory: model.pt, config.yaml and recognizer.onnx, 150x150 crops, 128-d.
-
-    SOURCE mtcnn: the facenet-pytorch wheel (`pip download --no-deps facenet-pytorch==2.6.0`; never installed) or a
-    folder of its facenet_pytorch/data/{pnet,rnet,onet}.pt: a detector directory running MTCNN's cascade.
-
-    SOURCE arcface-torch: an insightface/arcface_torch backbone.pth (or training checkpoint) of --backbone: a
-    recognizer directory with model.pt, config.yaml and recognizer.onnx.
-    """
     from facekit.cli.outputs import Inputs
     from facekit.modeldir import MODEL_FILE
 
-    if body and source != "pytorch-retinaface":
+    importer = IMPORTERS[source]
+    if options["body"] and importer.option != "body":
         raise click.BadParameter(f"is for pytorch-retinaface checkpoints, not {source}", param_hint="--body")
-    if file.is_dir() and source != "mtcnn":
+    if file.is_dir() and not importer.folder:
         raise click.BadParameter(f"{file} is a folder; SOURCE {source} takes a file", param_hint="FILE")
+    outputs = [out_dir / MODEL_FILE]
+    if importer.recognizer:
+        from facekit.recognition.export import ONNX_FILE
+
+        outputs.append(out_dir / ONNX_FILE)
     inputs = Inputs().data(file, "the weights folder" if file.is_dir() else "the checkpoint")
-    if source == "mtcnn":
-        from facekit.detection.mtcnn import import_facenet_pytorch
-
-        inputs.check(files=[out_dir / MODEL_FILE], folders=[out_dir])
-        path = import_facenet_pytorch(file, out_dir)
-    elif source == "dlib-resnet":
-        from facekit.recognition.dlib_import import import_dlib_resnet
-        from facekit.recognition.export import ONNX_FILE
-
-        inputs.check(files=[out_dir / MODEL_FILE, out_dir / ONNX_FILE], folders=[out_dir])
-        path = import_dlib_resnet(file, out_dir)
-    elif source == "arcface-torch":
-        from facekit.recognition.arcface_torch import import_arcface_torch
-        from facekit.recognition.export import ONNX_FILE
-
-        inputs.check(files=[out_dir / MODEL_FILE, out_dir / ONNX_FILE], folders=[out_dir])
-        path = import_arcface_torch(file, out_dir, backbone)
-    else:
-        from facekit.detection.weights import import_pytorch_retinaface
-
-        inputs.check(files=[out_dir / MODEL_FILE], folders=[out_dir])
-        path = import_pytorch_retinaface(file, out_dir, body)
+    inputs.check(files=outputs, folders=[out_dir])
+    module, function = importer.target.split(":")
+    keyword = {importer.option: options[importer.option]} if importer.option else {}
+    path = getattr(importlib.import_module(module), function)(file, out_dir, **keyword)
     click.echo(f"imported {file} -> {path}")
 
 

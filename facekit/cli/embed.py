@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import FLIP, cli_pipeline, pick_option, pipeline_options
-from facekit.cli.prepare import listing
+from facekit.cli.options import FLIP, cli_pipeline, listing, pick_option, pipeline_options
 
 MODEL = click.Path(exists=True, path_type=Path)
 

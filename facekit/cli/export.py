@@ -19,8 +19,9 @@ PHOTOS = click.Path(exists=True, path_type=Path)
     "calibration",
     type=PHOTOS,
     metavar="CALIBRATION_IMAGES",
-    help="int8 (ONNX Runtime static quantisation) calibrated on these photos: an image, a folder or a list; a "
-    "detector's whole photos, a recognizer's aligned face crops (as `facekit align` makes).",
+    help="int8 (ONNX Runtime static quantisation) calibrated on these photos: an image, a folder or a list (at most "
+    "64 of them, spread evenly over it); a detector's whole photos, a recognizer's aligned face crops (as `facekit "
+    "align` makes).",
 )
 @click.option(
     "--opset",
@@ -44,9 +45,16 @@ PHOTOS = click.Path(exists=True, path_type=Path)
     help="Where to write it (default: MODEL_DIR/detector.onnx or recognizer.onnx, .fp16.onnx / .int8.onnx when "
     "converted).",
 )
+@click.option(
+    "--insightface",
+    is_flag=True,
+    help="For insightface's FaceAnalysis: a recognizer trained on crops insightface cannot make (another template "
+    "or size, e.g. dlib's 150x150 chips) is wrapped to take insightface's 256x256 ArcFace crops and resample them "
+    "onto its own (default --out: recognizer.insightface.onnx). Others export as usual. Not with --check / --int8.",
+)
 @MAX_PIXELS
 def export_cmd(model_dir: Path, fp16: bool, calibration: Path | None, opset: int, checks: tuple[Path, ...],
-               out: Path | None, max_pixels: int) -> None:  # fmt: skip
+               out: Path | None, insightface: bool, max_pixels: int) -> None:  # fmt: skip
     """Write the ONNX file of the facekit model MODEL_DIR (trained by train-detect / train-recognize or made by
     import-model): a detector in insightface's SCRFD layout, a recognizer in its ArcFaceONNX convention at its own
     input size, both loadable by insightface.model_zoo.get_model and by facekit.
@@ -63,7 +71,9 @@ def export_cmd(model_dir: Path, fp16: bool, calibration: Path | None, opset: int
         raise click.UsageError("--fp16 and --int8 exclude each other")
     precision = "fp16" if fp16 else "int8" if calibration is not None else "fp32"
     kind = model_kind(model_dir)
-    out = out or default_output(model_dir, kind, precision)
+    if insightface and kind == "detector":
+        raise click.UsageError("--insightface is for recognizers (a detector's export is insightface's SCRFD layout)")
+    out = out or default_output(model_dir, kind, precision, insightface=insightface)
     model_file = model_dir / MODEL_FILE if model_dir.is_dir() else model_dir
     reads = Inputs().file(model_file, f"the {kind} model file")
     reads.file(model_file.with_name("config.yaml"), f"the {kind} model's config")
@@ -78,7 +88,8 @@ def export_cmd(model_dir: Path, fp16: bool, calibration: Path | None, opset: int
     reads.check(files=[out])
     skipped: list[str] = []
     path, parity = export_model(model_dir, out, precision=precision, opset=opset, calibration=calibration_photos,
-                                check=check_photos, max_pixels=max_pixels, kind=kind, skipped=skipped)  # fmt: skip
+                                check=check_photos, max_pixels=max_pixels, kind=kind, skipped=skipped,
+                                insightface=insightface)  # fmt: skip
     if skipped:
         click.echo(f"warning: unreadable photos, skipped ({len(skipped)}):", err=True)
         for item in skipped:

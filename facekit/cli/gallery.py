@@ -8,8 +8,7 @@ import click
 
 from facekit import strict_json
 from facekit.cli.calibrate import BEST_ACCURACY, FAR, rule
-from facekit.cli.options import ANNOTATED_HELP, FLIP, cli_pipeline, pick_option, pipeline_options
-from facekit.cli.prepare import listing
+from facekit.cli.options import ANNOTATED_HELP, FLIP, cli_pipeline, listing, pick_option, pipeline_options
 
 MODEL = click.Path(exists=True, path_type=Path)
 MATCH = click.option(

@@ -1,4 +1,4 @@
-"""Options shared by several commands, defined once."""
+"""Options and output helpers shared by several commands, defined once."""
 
 from __future__ import annotations
 
@@ -47,6 +47,16 @@ MAX_PIXELS = click.option(
     callback=_opencv_limit,
     help="Refuse photos of more pixels than this, as their header says, before decoding them (decompression bombs).",
 )
+
+
+def listing(title: str, items: list[str], limit: int | None = None, more: str = "") -> None:
+    """`title (N):` and one `  - item` line each on stderr, the first `limit` of them (all when None)."""
+    if items:
+        click.echo(f"{title} ({len(items)}):", err=True)
+        for item in items[:limit]:
+            click.echo(f"  - {item}", err=True)
+        if limit is not None and len(items) > limit:
+            click.echo(f"  ... and {len(items) - limit} more{more}", err=True)
 
 
 def cli_pipeline(detect_model: Path, recognize_model: Path, backend: str, device: str, max_size: int,

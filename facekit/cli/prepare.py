@@ -8,15 +8,15 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import BACKEND, DEVICE, MAX_PIXELS, MAX_SIZE_HELP, compose, pick_option
+from facekit.cli.options import BACKEND, DEVICE, MAX_PIXELS, MAX_SIZE_HELP, compose, listing, pick_option
 
 CROP_SIZE = 112  # the ArcFace template's own size (facekit.align.ARCFACE_SIZE)
 FOLDERS = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def align_options(detect_required: bool) -> Callable:
-    """--detect MODEL and how photos become crops: --pick, --max-size, --det-threshold, --workers, --backend,
-    --device, --max-pixels."""
+    """--detect MODEL and how photos become crops: --recognizer, --pick, --max-size, --det-threshold, --workers,
+    --backend, --device, --max-pixels."""
     return compose(
         [
             click.option(
@@ -26,6 +26,13 @@ def align_options(detect_required: bool) -> Callable:
                 type=click.Path(exists=True, path_type=Path),
                 help="Detector that finds the face to align: a facekit detector directory (or model.pt) or a "
                 "SCRFD-layout .onnx (insightface's SCRFD-500M / det_10g).",
+            ),
+            click.option(
+                "--recognizer",
+                "recognizer_model",
+                type=click.Path(exists=True, path_type=Path),
+                help="Align onto this recognizer's own template and input size (a facekit recognizer directory, "
+                "model.pt or .onnx) instead of the ArcFace template at --size.",
             ),
             pick_option(),
             click.option(
@@ -56,25 +63,32 @@ def align_options(detect_required: bool) -> Callable:
     )
 
 
-def load_aligner(detect_model: Path, backend: str, device: str, size: int, pick: str, max_size: int,
-                 det_threshold: float, max_pixels: int):  # noqa: ANN201  # fmt: skip
-    """(detector, AlignSettings) from the align options."""
+def load_aligner(detect_model: Path, backend: str, device: str, size: int | None, pick: str, max_size: int,
+                 det_threshold: float, max_pixels: int, recognizer_model: Path | None = None):  # noqa: ANN201  # fmt: skip
+    """(detector, AlignSettings) from the align options: crops of `size` (None: CROP_SIZE) on ArcFace's template,
+    or of `recognizer_model`'s own size and template."""
     from facekit.runtime.detector import load_face_detector
     from facekit.runtime.prepare import AlignSettings
 
-    settings = AlignSettings(size=size, pick=pick, max_size=max_size or None, threshold=det_threshold,
-                             max_pixels=max_pixels)  # fmt: skip
+    points = None
+    if recognizer_model is not None:
+        from facekit.runtime.recognizer import load_face_recognizer
+
+        if size is not None:
+            raise click.BadParameter("the recognizer's input size is the crop size; give one", param_hint="'--size'")
+        recognizer = load_face_recognizer(recognizer_model, device, backend)
+        size, points = recognizer.input_size, tuple(map(tuple, recognizer.template.tolist()))
+    settings = AlignSettings(size=size or CROP_SIZE, pick=pick, max_size=max_size or None, threshold=det_threshold,
+                             max_pixels=max_pixels, template=points)  # fmt: skip
     return load_face_detector(detect_model, device, backend), settings
 
 
-def listing(title: str, items: list[str], limit: int | None = None, more: str = "") -> None:
-    """`title (N):` and one `  - item` line each on stderr, the first `limit` of them (all when None)."""
-    if items:
-        click.echo(f"{title} ({len(items)}):", err=True)
-        for item in items[:limit]:
-            click.echo(f"  - {item}", err=True)
-        if limit is not None and len(items) > limit:
-            click.echo(f"  ... and {len(items) - limit} more{more}", err=True)
+def detect_only(detect_model: Path | None, **given: object) -> None:
+    """Usage error for options (name -> value, None or False when not given) that apply with --detect only."""
+    for name, value in given.items():
+        if detect_model is None and value not in (None, False):
+            raise click.BadParameter("applies with --detect only (aligned crops keep their size and alignment)",
+                                     param_hint=f"'--{name.replace('_', '-')}'")  # fmt: skip
 
 
 def report_crops(crops: object, pick: str) -> None:
@@ -92,13 +106,6 @@ def report_crops(crops: object, pick: str) -> None:
     "--size", type=click.IntRange(min=16), help=f"Crop side (pixels) [default: {CROP_SIZE}, or the recognizer's]."
 )
 @click.option(
-    "--recognizer",
-    "recognizer_model",
-    type=click.Path(exists=True, path_type=Path),
-    help="Align onto this recognizer's own template and input size (a facekit recognizer directory, model.pt or "
-    ".onnx) instead of the ArcFace template at --size.",
-)
-@click.option(
     "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of the crops."
 )
 @click.option("--force", is_flag=True, help="Redo everything when OUT was aligned with other settings.")
@@ -113,25 +120,14 @@ def align_cmd(src: Path, out: Path, size: int | None, recognizer_model: Path | N
     landmarks. Re-running skips the photos already done; an interrupted run keeps its progress. Photos that are
     unreadable, show no face or several are listed at the end.
     """
-    from dataclasses import replace
-
     from facekit.cli.outputs import Inputs
     from facekit.errors import FacekitError
     from facekit.runtime.prepare import ALIGNMENT_FILE, align_folders
 
-    if size is not None and recognizer_model is not None:
-        raise click.BadParameter("the recognizer's input size is the crop size; give one", param_hint="'--size'")
     inputs = Inputs().data(src, "the photo folder").model(detect_model, "detector")
     inputs.model(recognizer_model, "recognizer").check(folders=[out])
-    points = None
-    if recognizer_model is not None:
-        from facekit.runtime.recognizer import load_face_recognizer
-
-        recognizer = load_face_recognizer(recognizer_model, device, backend)
-        size, points = recognizer.input_size, tuple(map(tuple, recognizer.template.tolist()))
-    detector, settings = load_aligner(detect_model, backend, device, size or CROP_SIZE, pick, max_size,
-                                      det_threshold, max_pixels)  # fmt: skip
-    settings = replace(settings, template=points)
+    detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold, max_pixels,
+                                      recognizer_model)  # fmt: skip
     report = align_folders(src, out, detector, settings, workers=workers, force=force, quality=quality)
     listing("warning: unreadable photos", [r["error"] for r in report.having("unreadable")])
     listing("warning: photos without a face", [r["source"] for r in report.having("no_face")])
@@ -161,11 +157,13 @@ def align_cmd(src: Path, out: Path, size: int | None, recognizer_model: Path | N
     help="Pairs to write (a multiple of 20): half same person, half different, in 10 balanced folds.",
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same pairs.")
-@click.option("--size", type=click.IntRange(min=16), help=f"Crop side with --detect [default: {CROP_SIZE}].")
+@click.option(
+    "--size", type=click.IntRange(min=16), help=f"Crop side with --detect [default: {CROP_SIZE}, or the recognizer's]."
+)
 @align_options(detect_required=False)
 def make_bin_cmd(identity_folders: Path, out: Path, pairs: int, seed: int, size: int | None,
-                 detect_model: Path | None, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
-                 device: str, max_pixels: int) -> None:  # fmt: skip
+                 detect_model: Path | None, recognizer_model: Path | None, pick: str, max_size: int,
+                 det_threshold: float, workers: int, backend: str, device: str, max_pixels: int) -> None:  # fmt: skip
     """Write an insightface verification .bin of pairs of the people in IDENTITY_FOLDERS, and OUT.json naming them.
 
     IDENTITY_FOLDERS holds aligned crops all of one size, or raw photos with --detect MODEL (aligned in memory as
@@ -177,22 +175,24 @@ def make_bin_cmd(identity_folders: Path, out: Path, pairs: int, seed: int, size:
         raise click.BadParameter(
             f"{pairs} is not a multiple of 20 (10 folds of equal same and different pairs)", param_hint="'--pairs'"
         )
-    if size is not None and detect_model is None:
-        raise click.BadParameter("applies with --detect only (aligned crops keep their size)", param_hint="'--size'")
+    detect_only(detect_model, size=size, recognizer=recognizer_model)
     from facekit.cli.outputs import Inputs
     from facekit.runtime.prepare import align_in_memory, read_crops, write_pairs_bin
 
     reads = Inputs().data(identity_folders, "the photo folder").model(detect_model, "detector")
-    reads.check(files=[out, out.with_suffix(".json")])
+    reads.model(recognizer_model, "recognizer").check(files=[out, out.with_suffix(".json")])
     if detect_model is None:
         crops = read_crops(identity_folders, max_pixels=max_pixels)
     else:
-        detector, settings = load_aligner(detect_model, backend, device, size or CROP_SIZE, pick, max_size,
-                                          det_threshold, max_pixels)  # fmt: skip
+        detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold,
+                                          max_pixels, recognizer_model)  # fmt: skip
         crops = align_in_memory(identity_folders, detector, settings, workers=workers)
     report_crops(crops, pick)
-    aligned_by = None if detect_model is None else str(detect_model)
-    result = write_pairs_bin(crops, out, pairs=pairs, seed=seed, source=str(identity_folders), aligned_by=aligned_by)
+    aligned_by, template = None, None
+    if detect_model is not None:
+        aligned_by, template = str(detect_model), settings.points.round(4).tolist()
+    result = write_pairs_bin(crops, out, pairs=pairs, seed=seed, source=str(identity_folders), aligned_by=aligned_by,
+                             template=template)  # fmt: skip
     if result.pairs < result.requested:
         click.echo(
             f"warning: only {result.pairs} balanced distinct pairs exist, not {result.requested}; wrote them", err=True

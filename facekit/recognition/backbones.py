@@ -2,8 +2,8 @@
 the `backbone.pth` files of insightface's model zoo load with strict=True.
 
 Every backbone maps aligned, normalised RGB crops [B, 3, 112, 112] (facekit.norms.ARCFACE) to embeddings [B, D],
-not L2-normalised, except those that take another size and normalisation (INPUT_SIZES: dlib's ResNet, 150x150
-facekit.norms.DLIB crops). All of them run in channels_last memory format too.
+not L2-normalised, except those that take other crops (INPUT_SIZES, TEMPLATES, NORMS: dlib's ResNet,
+150x150 dlib chips normalised by facekit.norms.DLIB). All of them run in channels_last memory format too.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facekit.align import DLIB_SIZE, DLIB_TEMPLATE
 from facekit.errors import DataFormatError
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 INPUT_SIZES: dict[str, int] = {}  # the backbones whose crops are not facekit.align's ARCFACE_SIZE
+TEMPLATES: dict[str, np.ndarray] = {}  # the backbones whose crops are not aligned to facekit.align's ArcFace template
+NORMS: dict[str, str] = {}  # the backbones whose crops are not normalised by facekit.norms.ARCFACE
 
 
 def register_backbone(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -322,7 +326,8 @@ def dlib_resnet(*, embedding_size: int = 128, dropout: float = 0.0) -> DlibResNe
     return DlibResNet(embedding_size=embedding_size, dropout=dropout)
 
 
-INPUT_SIZES["dlib_resnet"] = 150  # dlib_face_recognition_resnet_model_v1.dat's chips
+# the .dat's chips
+INPUT_SIZES["dlib_resnet"], TEMPLATES["dlib_resnet"], NORMS["dlib_resnet"] = DLIB_SIZE, DLIB_TEMPLATE, "dlib"
 
 # ---- weights ----------------------------------------------------------------------------------------------------
 

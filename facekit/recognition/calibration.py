@@ -71,6 +71,8 @@ class Calibration:
             for name, value in (("FAR", self.far), ("TAR", self.tar), ("balanced accuracy", self.accuracy))
             if value is not None
         )
+        if not self.pairs:  # translated, not measured (e.g. dlib's distance threshold)
+            return f"threshold {self.threshold:.4f} (cosine): from {self.source}"
         same = f" ({self.same_pairs} same)" if self.same_pairs is not None else ""
         people = f"{len(self.people)} people" if self.people is not None else "unknown people"
         return (

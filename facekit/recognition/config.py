@@ -6,14 +6,15 @@ from dataclasses import asdict, dataclass
 
 from facekit.align import ARCFACE_SIZE, template
 from facekit.norms import NORMALIZATIONS, Normalization
-from facekit.recognition.backbones import BACKBONES, INPUT_SIZES
+from facekit.recognition.backbones import BACKBONES, INPUT_SIZES, NORMS, TEMPLATES
 
 
 @dataclass(frozen=True)
 class RecognizerConfig:
     """A backbone, its embedding size and the crops it takes: `input_size` x `input_size` faces (None: the
     backbone's own size, 112 but for backbones.INPUT_SIZES) aligned to the 5-point `template` (pixels, [5, 2];
-    None = facekit.align's ArcFace template) and normalised by `normalization`.
+    None = the backbone's own, facekit.align's ArcFace template but for backbones.TEMPLATES) and normalised by
+    `normalization` (None = the backbone's own, "arcface" but for backbones.NORMS).
     `threshold`: the calibrated cosine similarity from which two faces are one person (None until calibrated);
     `calibration`: where it came from, a facekit.recognition.calibration.Calibration as a dict (None for models
     calibrated before facekit recorded it)."""
@@ -21,7 +22,7 @@ class RecognizerConfig:
     backbone: str = "iresnet50"
     embedding_size: int = 512
     input_size: int | None = None
-    normalization: str = "arcface"
+    normalization: str | None = None
     template: tuple[tuple[float, float], ...] | None = None
     threshold: float | None = None
     calibration: dict | None = None
@@ -29,6 +30,8 @@ class RecognizerConfig:
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+        if self.normalization is None:
+            object.__setattr__(self, "normalization", NORMS.get(self.backbone, "arcface"))
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {self.normalization!r}; known: {', '.join(NORMALIZATIONS)}")
         if self.embedding_size < 1:
@@ -39,7 +42,8 @@ class RecognizerConfig:
         elif self.input_size != size:
             raise ValueError(f"{self.backbone} takes {size}x{size} crops, got {self.input_size}")
         if self.template is None:
-            points = tuple((round(float(x), 4), round(float(y), 4)) for x, y in template(self.input_size))
+            default = TEMPLATES.get(self.backbone, template(self.input_size))
+            points = tuple((round(float(x), 4), round(float(y), 4)) for x, y in default)
             object.__setattr__(self, "template", points)
         elif len(self.template) != 5 or any(len(p) != 2 for p in self.template):
             raise ValueError("template needs 5 (x, y) points")

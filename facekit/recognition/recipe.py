@@ -6,11 +6,16 @@
   views / images kept within 8-15 (ORL's 300 images: batch 30, 15 epochs; 5,000 photos: batch 64, 8 epochs).
 - large (100,000 images and more): arcface_torch's recipe for MS1M-scale sets: SGD lr 0.1 (momentum 0.9), weight
   decay 5e-4, batch 128, 20 epochs, no warm-up, polynomial decay, the loss's own defaults (ArcFace s=64 m=0.5).
+- fine-tuning (--pretrained), either size: SGD lr 0.01 (momentum 0.9), weight decay 5e-4, no warm-up, cosine decay;
+  batch, epochs and loss as for the size. AdamW's steps are about lr for every weight whatever its scale, which
+  wrecks a trained network with small weights: dlib's ResNet (no BatchNorm, its scale kept in affine layers, conv
+  weights ~0.01) collapsed to one embedding for every face within 5 steps at a backbone lr of 2e-4. SGD's steps
+  follow the gradient.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 LARGE_FROM = 100_000  # images
 SMALL_VIEWS = 40_000  # image views a small set is trained for, within SMALL_EPOCHS
@@ -36,12 +41,19 @@ class Recipe:
         return asdict(self)
 
 
-def recipe_for(images: int, classes: int) -> Recipe:
-    """The recipe for a training set of `images` crops of `classes` people (module docstring)."""
+def recipe_for(images: int, classes: int, *, fine_tune: bool = False) -> Recipe:
+    """The recipe for a training set of `images` crops of `classes` people, from scratch or fine-tuning a
+    --pretrained model (module docstring)."""
     if images < 1 or classes < 1:
         raise ValueError(f"a training set needs images and people, got {images} images of {classes} people")
     if images >= LARGE_FROM:
-        return Recipe("large", "sgd", 0.1, 5e-4, 128, 20, 0.0, "poly")
-    batch = min(max(SMALL_BATCH[0], 2 * round(images / 20)), SMALL_BATCH[1])
-    epochs = min(max(SMALL_EPOCHS[0], round(SMALL_VIEWS / images)), SMALL_EPOCHS[1])
-    return Recipe("small", "adamw", 2e-3, 0.05, batch, epochs, 1.0, "cosine", {"arcface": {"s": 32.0, "m": 0.3}})
+        recipe = Recipe("large", "sgd", 0.1, 5e-4, 128, 20, 0.0, "poly")
+    else:
+        batch = min(max(SMALL_BATCH[0], 2 * round(images / 20)), SMALL_BATCH[1])
+        epochs = min(max(SMALL_EPOCHS[0], round(SMALL_VIEWS / images)), SMALL_EPOCHS[1])
+        arcface = {"arcface": {"s": 32.0, "m": 0.3}}
+        recipe = Recipe("small", "adamw", 2e-3, 0.05, batch, epochs, 1.0, "cosine", arcface)
+    if fine_tune:
+        recipe = replace(recipe, name=f"fine-tuning, {recipe.name}", optimizer="sgd", lr=0.01, weight_decay=5e-4,
+                         warmup_epochs=0.0, schedule="cosine")  # fmt: skip
+    return recipe

@@ -87,7 +87,7 @@ def resolve_settings(
                         f"{config.embedding_size}-d embeddings; leave {flag} out to fine-tune it"
                     )
                 resolved[name] = theirs
-    recipe = recipe_for(images, classes)
+    recipe = recipe_for(images, classes, fine_tune=bool(s.pretrained))
     taken = [name for name in RECIPE_FIELDS if getattr(s, name) is None]
     resolved |= {name: getattr(recipe, name) for name in taken}
     if s.batch_size is None:

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,16 @@ from facekit.fileio import atomic_write
 from facekit.modeldir import read_torch_file
 from facekit.recognition.batches import GlobalBatchSampler
 from facekit.recognition.calibration import Calibration
+from facekit.recognition.config import RecognizerConfig
 from facekit.recognition.partial_fc import PartialFC, shard_bounds
 from facekit.recognition.settings import RecognizeTrainSettings, describe, resolve_settings
-from facekit.recognition.trainset import KeyedFaces, KeyedSampler, open_training_source, source_labels
+from facekit.recognition.trainset import (
+    KeyedFaces,
+    KeyedSampler,
+    check_crop_size,
+    open_training_source,
+    source_labels,
+)
 from facekit.training import InterruptFlag, log_to, rng_state, set_rng_state
 
 log = logging.getLogger("facekit.train_recognize")
@@ -92,7 +99,12 @@ class _Trainer:
         log.info("augmentation: %s", s.augment.describe())
         if s.freeze_backbone_epochs and self.spec.kind != "margin":
             raise FacekitError(f"--freeze-backbone-epochs needs a margin loss (a head to train), not {s.loss}")
-        self.dataset = KeyedFaces(self.source, seed=s.seed, aug=s.augment, name=str(data_path))
+        self.config = RecognizerConfig(backbone=s.backbone, embedding_size=s.embedding_size)
+        check_crop_size(self.source, data_path, self.config)
+        self.dataset = KeyedFaces(
+            self.source, seed=s.seed, aug=s.augment, norm=self.config.norm, size=self.config.input_size,
+            name=str(data_path), what=f"{s.backbone} takes",
+        )  # fmt: skip
         self.val = verification_sets(data_path, s.val, self.source)
         torch.manual_seed(s.seed)
         self.backbone = create_backbone(s.backbone, embedding_size=s.embedding_size)
@@ -289,10 +301,8 @@ class _Trainer:
 
     @torch.inference_mode()
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 BGR crops [N, 112, 112, 3] -> L2-normalised embeddings [N, D] with the current backbone."""
-        from facekit.norms import ARCFACE
-
-        x = torch.from_numpy(np.stack([ARCFACE(c) for c in crops])).to(self.dist.device)
+        """uint8 BGR crops [N, S, S, 3] -> L2-normalised embeddings [N, D] with the current backbone."""
+        x = torch.from_numpy(np.stack([self.config.norm(c) for c in crops])).to(self.dist.device)
         return torch.nn.functional.normalize(self.backbone(x).float()).cpu().numpy()
 
     # -- checkpoints ---------------------------------------------------------------------------------------
@@ -377,16 +387,11 @@ class _Trainer:
         if not self.dist.is_main:
             return metrics
         from facekit.modeldir import save_model
-        from facekit.recognition.config import RecognizerConfig
 
         self.writer.close()
         calibration = self.calibration.as_dict() if self.calibration else None
-        config = RecognizerConfig(
-            backbone=self.s.backbone,
-            embedding_size=self.s.embedding_size,
-            threshold=self.calibration.threshold if self.calibration else None,
-            calibration=calibration,
-        )
+        threshold = self.calibration.threshold if self.calibration else None
+        config = replace(self.config, threshold=threshold, calibration=calibration)
         trained_with = {k: v for k, v in asdict(self.s).items() if k != "progress"}
         trained_with["recipe"] = {**self.recipe.as_dict(), "taken": self.from_recipe}
         metrics |= {"trained_with": trained_with, "calibration": calibration}

@@ -4,6 +4,7 @@ the crops as a dataset indexed by (epoch, sample), so that every random change i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,8 +12,12 @@ from torch.utils.data import Dataset, Sampler
 
 from facekit.data.datasets import FaceSource
 from facekit.data.images import decode_image
+from facekit.errors import DataFormatError
 from facekit.norms import ARCFACE, Normalization
 from facekit.recognition.augment import Augment, augment
+
+if TYPE_CHECKING:
+    from facekit.recognition.config import RecognizerConfig
 
 
 def open_training_source(data_path: Path):  # noqa: ANN201 - RecognitionSet | IdentityFolders
@@ -28,6 +33,19 @@ def open_training_source(data_path: Path):  # noqa: ANN201 - RecognitionSet | Id
         return source, classes
     folders = scan_identity_folders(data_path)
     return folders, len(folders.identities)
+
+
+SIZE_ADVICE = "make them with `facekit align --recognizer MODEL` or `pack-rec --size`"
+
+
+def check_crop_size(source, data_path: Path, config: RecognizerConfig) -> None:  # noqa: ANN001
+    """DataFormatError when a RecordIO set's `property` gives crops of another size than config's backbone takes
+    (folders of crops are checked photo by photo as they are read)."""
+    prop = getattr(source, "prop", None)
+    size = config.input_size
+    if prop is not None and (prop.height, prop.width) != (size, size):
+        raise DataFormatError(f"{data_path}: property says {prop.width}x{prop.height} crops; {config.backbone} takes "
+                              f"{size}x{size} crops ({SIZE_ADVICE})")  # fmt: skip
 
 
 def source_labels(source) -> list[int]:  # noqa: ANN001
@@ -64,10 +82,18 @@ class KeyedFaces(Dataset):
     sample i in epoch e come from a generator seeded with (seed, e, i): the same in any worker, after any restart."""
 
     def __init__(
-        self, source: FaceSource, *, seed: int, aug: Augment, norm: Normalization = ARCFACE, name: str = ""
+        self,
+        source: FaceSource,
+        *,
+        seed: int,
+        aug: Augment,
+        norm: Normalization = ARCFACE,
+        size: int | None = None,
+        name: str = "",
+        what: str = "the model takes",
     ) -> None:
-        self.source, self.seed, self.aug, self.norm = source, seed, aug, norm
-        self.name = name or type(source).__name__
+        self.source, self.seed, self.aug, self.norm, self.size = source, seed, aug, norm, size
+        self.name, self.what = name or type(source).__name__, what
 
     def __len__(self) -> int:
         return len(self.source)
@@ -77,6 +103,9 @@ class KeyedFaces(Dataset):
         label, data = self.source[index]
         where = self.source.where(index) if hasattr(self.source, "where") else self.name
         image = decode_image(data, f"{where}: item {index}")
+        if self.size is not None and image.shape[:2] != (self.size, self.size):
+            raise DataFormatError(f"{where}: item {index} is {image.shape[1]}x{image.shape[0]}; {self.what} "
+                                  f"{self.size}x{self.size} crops ({SIZE_ADVICE})")  # fmt: skip
         image = augment(image, np.random.default_rng([self.seed, epoch, index]), self.aug)
         return torch.from_numpy(self.norm(image)), label
 

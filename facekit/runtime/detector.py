@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -78,31 +79,53 @@ def postprocess(
     ]
 
 
-class TorchDetector:
-    """A facekit RetinaFace (PyTorch) detector."""
+class TorchDetectorBase:
+    """What facekit's PyTorch detectors share: the model on its device, its config, the weights file it was read from
+    and that file's fingerprint. A subclass says how its model is read from model.pt (`read`) and how it detects."""
 
-    def __init__(
-        self, model: torch.nn.Module, config: DetectorConfig, device: str = "cpu", path: Path | None = None
-    ) -> None:
+    name: str
+
+    def __init__(self, model: torch.nn.Module, config: Any, device: str = "cpu", path: Path | None = None) -> None:
         self.model = model.to(device).eval()
         self.config = config
         self.device = device
         self.path = path  # the weights file, when loaded from one
-        self.name = f"facekit RetinaFace {config.body} (PyTorch)"
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu", payload: dict | None = None) -> TorchDetector:
-        """From a facekit RetinaFace directory or its model.pt (`payload`: that file, already read)."""
-        from facekit.detection.weights import load_detector
+    def load(cls, path: str | os.PathLike, device: str = "cpu", payload: dict | None = None) -> Self:
+        """From a facekit model directory or its model.pt (`payload`: that file, already read)."""
         from facekit.modeldir import MODEL_FILE
 
-        model, config = load_detector(path, payload)
-        return cls(model, config, device, Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path))
+        file = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
+        model, config = cls.read(path, file, payload)
+        return cls(model, config, device, file)
+
+    @staticmethod
+    def read(path: str | os.PathLike, file: Path, payload: dict | None) -> tuple[torch.nn.Module, Any]:
+        """The model and config of the directory or model.pt `path` (`file`: its model.pt; `payload`: that file,
+        already read, or None)."""
+        raise NotImplementedError
 
     @cached_property
     def fingerprint(self) -> str:
         """sha256 (hex) of the weights file ("" for a model built in memory)."""
         return sha256_file(self.path) if self.path else ""
+
+
+class TorchDetector(TorchDetectorBase):
+    """A facekit RetinaFace (PyTorch) detector."""
+
+    config: DetectorConfig
+
+    @property
+    def name(self) -> str:
+        return f"facekit RetinaFace {self.config.body} (PyTorch)"
+
+    @staticmethod
+    def read(path: str | os.PathLike, file: Path, payload: dict | None) -> tuple[torch.nn.Module, DetectorConfig]:
+        from facekit.detection.weights import load_detector
+
+        return load_detector(path, payload)
 
     @torch.inference_mode()
     def detect(self, image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Face]:

@@ -27,7 +27,7 @@ from facekit.runtime.detector import DetectSettings, Face
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_NAMES = {"detector": "detector.onnx", "recognizer": ONNX_FILE}  # a model directory's export, by kind
 PRECISION_KEY = "facekit_precision"  # metadata_props: fp16 / int8 for converted files
-CALIBRATION_PHOTOS = 64  # int8: at most this many photos (crops) calibrate the activation ranges
+CALIBRATION_PHOTOS = 64  # int8: at most this many photos (crops), spread over those given, calibrate the ranges
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,13 @@ def model_kind(model_dir: str | os.PathLike) -> str:
     return kind
 
 
-def default_output(model_dir: str | os.PathLike, kind: str, precision: str = "fp32") -> Path:
-    """MODEL_DIR/detector.onnx or recognizer.onnx; converted files get the precision before the suffix."""
+def default_output(model_dir: str | os.PathLike, kind: str, precision: str = "fp32", insightface: bool = False) -> Path:
+    """MODEL_DIR/detector.onnx or recognizer.onnx; converted files get the precision before the suffix, files for
+    insightface ".insightface"."""
     p = Path(model_dir)
     folder = p if p.is_dir() else p.parent
-    name = ONNX_NAMES[kind]
-    return folder / (name if precision == "fp32" else name.replace(".onnx", f".{precision}.onnx"))
+    tags = ".insightface" * insightface + ("" if precision == "fp32" else f".{precision}")
+    return folder / ONNX_NAMES[kind].replace(".onnx", f"{tags}.onnx")
 
 
 @dataclass
@@ -110,12 +111,15 @@ def export_model(
     settings: DetectSettings = DetectSettings(max_size=640),
     kind: str | None = None,
     skipped: list[str] | None = None,
+    insightface: bool = False,
 ) -> tuple[Path, Parity | None]:
     """Write the ONNX form of the model at `model_dir` to `out` (atomically) and, with `check` photos, compare it
     with PyTorch on them: a mismatch beyond TOLERANCES[precision] raises FacekitError and leaves `out` as it was.
     int8 needs `calibration` photos: for a detector whole photos, for a recognizer face crops (aligned ones, as
     `facekit align` makes; resized to the input size). `kind`: model_kind(model_dir), when already known. Photos
-    that cannot be read are left out, their one-line errors appended to `skipped`."""
+    that cannot be read are left out, their one-line errors appended to `skipped`. `insightface`: a recognizer whose
+    crops insightface cannot make takes insightface's instead (recognition/export.py CanvasInput); such a file
+    cannot be checked against PyTorch's own crops nor calibrated on them."""
     skipped = [] if skipped is None else skipped
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
@@ -132,13 +136,20 @@ def export_model(
             export_scrfd_onnx(torch_model.model, torch_model.config, fp32, opset)
             feeds = lambda: _detector_feeds(calibration, settings, skipped, max_pixels)  # noqa: E731
         else:
-            from facekit.recognition.export import export_arcface_onnx
+            from facekit.recognition.export import export_arcface_onnx, needs_canvas
             from facekit.runtime.recognizer import TorchRecognizer
 
             torch_model = TorchRecognizer(model_dir)
+            canvas = insightface and needs_canvas(torch_model.config)
+            if canvas and (check or precision == "int8"):
+                raise FacekitError(
+                    f"{model_dir}: its --insightface file takes insightface's 256x256 crops, not the model's own, so "
+                    "--check and --int8 do not apply; export it without --insightface"
+                )
             fp32 = tmp if precision == "fp32" else Path(work) / "fp32.onnx"
-            claim = torch_model.fingerprint if precision == "fp32" else None  # converted files make other embeddings
-            export_arcface_onnx(torch_model.model, torch_model.config, fp32, opset, fingerprint=claim)
+            claim = torch_model.fingerprint if precision == "fp32" and not canvas else None  # other embeddings
+            export_arcface_onnx(torch_model.model, torch_model.config, fp32, opset, fingerprint=claim,
+                                insightface=insightface)  # fmt: skip
             feeds = lambda: _recognizer_feeds(calibration, torch_model.input_size, skipped, max_pixels)  # noqa: E731
         if precision == "fp16":
             _to_float16(fp32, tmp)
@@ -220,10 +231,18 @@ def _crops(paths: Sequence[Path], size: int, skipped: list[str], max_pixels: int
         yield path, image
 
 
+def _spread(paths: Sequence[Path], count: int = CALIBRATION_PHOTOS) -> list[Path]:
+    """At most `count` of `paths`, evenly spaced: a folder of people sorted by name calibrates on all of them, not
+    on the first few."""
+    if len(paths) <= count:
+        return list(paths)
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
+
+
 def _recognizer_feeds(
     paths: Sequence[Path], size: int, skipped: list[str], max_pixels: int
 ) -> list[dict[str, np.ndarray]]:
-    crops = [crop for _, crop in _crops(paths[:CALIBRATION_PHOTOS], size, skipped, max_pixels)]
+    crops = [crop for _, crop in _crops(_spread(paths), size, skipped, max_pixels)]
     if not crops:
         raise MissingDataError("int8 calibration: none of the photos could be read")
     return [{"input.1": ARCFACE(crop)[None]} for crop in crops]
@@ -245,7 +264,7 @@ def _detector_feeds(paths: Sequence[Path], settings: DetectSettings, skipped: li
                     max_pixels: int) -> list[dict[str, np.ndarray]]:  # fmt: skip
     feeds = [
         {"input.1": SCRFD(_canvas(image, settings.max_size))[None]}
-        for _, image in _photos(paths[:CALIBRATION_PHOTOS], skipped, max_pixels)
+        for _, image in _photos(_spread(paths), skipped, max_pixels)
     ]
     if not feeds:
         raise MissingDataError("int8 calibration: none of the photos could be read")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -16,8 +15,7 @@ import torch
 from facekit.detection.box_utils import nms
 from facekit.detection.mtcnn import Mtcnn, MtcnnConfig, calibrate, load_mtcnn, pyramid_scales, square, window_boxes
 from facekit.errors import ModelError
-from facekit.fileio import sha256_file
-from facekit.runtime.detector import DetectSettings, Face, postprocess, resize_for_detection
+from facekit.runtime.detector import DetectSettings, Face, TorchDetectorBase, postprocess, resize_for_detection
 
 BATCH = 512  # R-Net and O-Net crops per forward pass
 
@@ -49,32 +47,21 @@ def crop_squares(image: np.ndarray, boxes: torch.Tensor, size: int, norm: Callab
     return torch.from_numpy(out)
 
 
-class MtcnnDetector:
+class MtcnnDetector(TorchDetectorBase):
     """MTCNN's cascade (PyTorch). P-Net scans an image pyramid for 12-pixel windows (faces from min_face_size up);
     R-Net rescores and refines their 24x24 crops; O-Net gives the final boxes and the 5 landmarks from 48x48 crops.
     Each stage keeps what scores over its threshold, suppresses overlaps, applies its box regression and squares the
     boxes for the next stage. `settings.threshold` can only raise O-Net's own threshold; `settings.nms` runs last."""
 
-    def __init__(self, model: Mtcnn, config: MtcnnConfig, device: str = "cpu", path: Path | None = None) -> None:
-        self.model = model.to(device).eval()
-        self.config = config
-        self.device = device
-        self.path = path  # the weights file, when loaded from one
-        self.name = "MTCNN (PyTorch)"
+    model: Mtcnn
+    config: MtcnnConfig
+    name = "MTCNN (PyTorch)"
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu", payload: dict | None = None) -> MtcnnDetector:
-        """From a facekit MTCNN directory or its model.pt (`payload`: that file, already read)."""
-        from facekit.modeldir import MODEL_FILE, load_model
+    @staticmethod
+    def read(path: str | os.PathLike, file: Path, payload: dict | None) -> tuple[Mtcnn, MtcnnConfig]:
+        from facekit.modeldir import load_model
 
-        file = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
-        model, config = load_mtcnn(file, load_model(path, "detector", payload))
-        return cls(model, config, device, file)
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """sha256 (hex) of the weights file ("" for a model built in memory)."""
-        return sha256_file(self.path) if self.path else ""
+        return load_mtcnn(file, load_model(path, "detector", payload))
 
     @torch.inference_mode()
     def detect(self, image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Face]:

@@ -379,10 +379,17 @@ class BinReport:
 
 
 def write_pairs_bin(
-    crops: Crops, out: str | os.PathLike, *, pairs: int, seed: int, source: str, aligned_by: str | None
+    crops: Crops,
+    out: str | os.PathLike,
+    *,
+    pairs: int,
+    seed: int,
+    source: str,
+    aligned_by: str | None,
+    template: list[list[float]] | None = None,
 ) -> BinReport:
     """Sample balanced pairs of `crops` (data.pairs) and write them to the .bin `out` (atomically) and its sidecar
-    `out` with .json (data.verification.write_bin)."""
+    `out` with .json (data.verification.write_bin). `template`: the 5 points raw photos were aligned onto."""
     plan = sample_pairs(crops.counts(), pairs, seed=seed)
     by_person: list[list[bytes]] = [[] for _ in crops.identities]
     for label, _, data in crops.items:
@@ -400,6 +407,7 @@ def write_pairs_bin(
         "source": source,
         "aligned_by": aligned_by,
         "size": crops.size,
+        "template": template,
     }
     write_bin(out, VerificationSet(images, [same for *_, same in plan.pairs]), sidecar)
     return BinReport(len(plan.pairs), pairs, people, sidecar, plan.fold_people is not None)
