@@ -117,7 +117,7 @@ def test_int8_recognizer(cli, shared_data, orl_recognizer, tmp_path):
         name: verification_metrics(r.embed(faces), pairs.issame).accuracy
         for name, r in [("fp32", fp32), ("int8", int8)]
     }
-    assert accuracy["int8"] >= accuracy["fp32"] - 0.005, accuracy  # at most 0.5 points lost (was: 91.75 -> 92.00)
+    assert accuracy["int8"] >= accuracy["fp32"] - 0.005, accuracy  # at most 0.5 points lost (measured: 91.75 -> 92.50)
 
 
 def test_export_refuses_what_it_cannot_do(cli, shared_data, random_recognizer, tmp_path):
