@@ -18,9 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from paths import ROOT, SHARED
 
 
 def photos() -> list[np.ndarray]:
@@ -31,7 +29,7 @@ def photos() -> list[np.ndarray]:
         "faces/dlib_train/2007_007763.jpg",
         "faces/face_recognition_examples/examples/two_people.jpg",
     ]
-    return [cv2.resize(cv2.imread(str(DATA / n)), (640, 480), interpolation=cv2.INTER_AREA) for n in names]
+    return [cv2.resize(cv2.imread(str(SHARED / n)), (640, 480), interpolation=cv2.INTER_AREA) for n in names]
 
 
 def rate(fn, images: list[np.ndarray], iters: int) -> tuple[float, int]:
@@ -95,10 +93,10 @@ def main() -> None:
     images = photos()
     settings = DetectSettings(threshold=0.5, max_size=640)
     with tempfile.TemporaryDirectory() as tmp:
-        import_pytorch_retinaface(DATA / "weights/pytorch_retinaface_mnet025/mobilenet0.25_Final.pth", tmp)
+        import_pytorch_retinaface(SHARED / "weights/pytorch_retinaface_mnet025/mobilenet0.25_Final.pth", tmp)
         model, config = load_detector(tmp)
         ours_onnx = export_scrfd_onnx(model, config, Path(tmp) / "detector.onnx")
-        scrfd = DATA / "weights/scrfd_500m_kps/scrfd_500m_bnkps.onnx"
+        scrfd = SHARED / "weights/scrfd_500m_kps/scrfd_500m_bnkps.onnx"
         rows = []
         torch_detector = TorchDetector(model, config)
         rows.append(

@@ -112,7 +112,7 @@ def untrained_iresnet50(folder: Path) -> Path:
 
     from facekit.recognition.backbones import create_backbone
     from facekit.recognition.config import RecognizerConfig
-    from facekit.runtime.recognizer import save_recognizer
+    from facekit.recognition.modelfile import save_recognizer
 
     torch.manual_seed(0)
     config = RecognizerConfig(backbone="iresnet50", embedding_size=512)

@@ -23,13 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from paths import ROOT, SHARED
 from torch.utils.data import DataLoader, Dataset
 
 from facekit.data.recordio import RecordReader, unpack
 from facekit.data.recset import Sample, open_recognition_set, write_recognition_set
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACEKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BATCH = 128
 
 MXNET_SIDE = """

@@ -25,10 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SCRFD = SHARED / "weights" / "scrfd_500m_kps" / "scrfd_500m_bnkps.onnx"
+from paths import ROOT, SCRFD, SHARED
 
 
 def photo_pairs(people: list[Path], count: int) -> tuple[list[Path], np.ndarray, np.ndarray]:

@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from compare_dlib import SCRFD, SHARED, import_dlib
+from compare_dlib import import_dlib
+from paths import SCRFD, SHARED
 from quality_recognition import facekit, link_people, natural_key, recognizer_embed, verify
 
 

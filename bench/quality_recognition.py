@@ -36,9 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from paths import SCRFD, SHARED
 
 
 def natural_key(name: str) -> list:
@@ -101,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHARED / "faces" / "celeba_subset")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--detect", type=Path, default=SHARED / "weights/scrfd_500m_kps/scrfd_500m_bnkps.onnx")
+    parser.add_argument("--detect", type=Path, default=SCRFD)
     parser.add_argument("--eval-people", type=int, default=50)
     parser.add_argument("--pairs", type=int, default=3000)
     parser.add_argument("--budget-minutes", type=float, default=60.0, help="Wall time allowed for training.")

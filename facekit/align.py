@@ -1,4 +1,4 @@
-"""The 5-point alignment templates and the similarity warp (FORMATS.md section 3).
+"""The 5-point alignment templates and the similarity warp (data_layouts/alignment.md).
 
 Points are (left eye, right eye, nose tip, left mouth corner, right mouth corner) as seen in the image. Each
 recognizer takes faces warped onto its own template (RecognizerConfig.template, an export's metadata) at its own

@@ -63,7 +63,7 @@ def random_recognizer(tmp_path_factory) -> Path:
 
     from facekit.recognition.backbones import create_backbone
     from facekit.recognition.config import RecognizerConfig
-    from facekit.runtime.recognizer import save_recognizer
+    from facekit.recognition.modelfile import save_recognizer
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("random_recognizer") / "model"

@@ -45,3 +45,19 @@ def test_detection_train_runs_with_extra_options_and_env(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained 1 epochs (5 steps)" in result.stdout
     assert (out / "model.pt").is_file() and (out / "metrics.json").is_file()
+
+
+def test_facekit_command_with_spaces_in_its_path(tmp_path):
+    """$FACEKIT may be an executable whose path holds spaces, or shell words quoting such a path."""
+    folder = tmp_path / "my env"
+    folder.mkdir()
+    python = folder / "python"
+    python.symlink_to(sys.executable)
+    wrapper = folder / "facekit"
+    wrapper.write_text(f'#!/bin/sh\nexec "{python}" -m facekit "$@"\n')
+    wrapper.chmod(0o755)
+    missing = tmp_path / "no data"
+    for command in (str(wrapper), f'"{python}" -m facekit'):
+        result = run("run_face_detection_train.sh", missing, tmp_path / "out", env={"FACEKIT": command})
+        assert result.returncode == 2, result.stderr  # facekit itself ran, and named the missing data
+        assert f"Invalid value for 'DATA_PATH': Directory '{missing}' does not exist" in result.stderr

@@ -6,6 +6,7 @@ import math
 import re
 from itertools import islice
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from facekit.data.datasets import RecognitionDataset
 from facekit.data.recset import open_recognition_set
-from facekit.recognition.losses import LOSSES, CenterLoss, TripletLoss, angular_psi, create_loss
+from facekit.recognition.losses import (
+    LOSSES,
+    CenterLoss,
+    LossSpec,
+    TripletLoss,
+    angular_psi,
+    create_loss,
+    register_loss,
+)
 from facekit.recognition.sampler import PKSampler
 
 EMBEDDING = 64
@@ -117,6 +126,51 @@ def test_margins_leave_unlabelled_rows_and_inputs_alone():
     torch.testing.assert_close(cosine, torch.tensor(COSINES))
 
 
+# --- margins on fixed embeddings and weights, expectations in numpy: the target logit moves as the formula says ----
+
+MARGIN_FORMULAS = {  # name: (parameters, target(cos, theta) before the scale s = 64)
+    "normface": ({}, lambda cos, theta: cos),
+    "cosface": ({"m": 0.35}, lambda cos, theta: cos - 0.35),
+    "arcface": ({"m": 0.5}, lambda cos, theta: np.cos(theta + 0.5)),
+    "combined": ({"m1": 1.2, "m2": 0.3, "m3": 0.2}, lambda cos, theta: np.cos(1.2 * theta + 0.3) - 0.2),
+}
+
+
+def sphereface_target(cos: np.ndarray, theta: np.ndarray, m: int = 4, lam: float = 5.0) -> np.ndarray:
+    """(lambda cos + psi) / (1 + lambda), psi = (-1)^k cos(m theta) - 2k on [k pi / m, (k + 1) pi / m]."""
+    k = np.minimum(np.floor(theta * m / np.pi), m - 1)
+    return (lam * cos + (-1) ** k * np.cos(m * theta) - 2 * k) / (1 + lam)
+
+
+@pytest.mark.parametrize("name", [*MARGIN_FORMULAS, "sphereface"])
+def test_margin_lowers_the_target_logit_as_its_formula_says(name):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 8))  # embeddings [B, D]
+    w = rng.normal(size=(5, 8))  # class weights [C, D]
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    cos = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
+    rows = np.arange(len(labels))
+    cos_t = cos[rows, labels]
+    theta = np.arccos(cos_t)
+    assert (theta + 0.5 < math.pi).all()  # no row reaches ArcFace's fallback: the plain formula holds
+    if name == "sphereface":
+        params, target = {}, sphereface_target(cos_t, theta)
+    else:
+        params, formula = MARGIN_FORMULAS[name]
+        target = formula(cos_t, theta)
+    expected = 64 * cos
+    expected[rows, labels] = 64 * target
+
+    loss = create_loss(name, embedding_size=8, num_classes=5, **params)
+    if name == "sphereface":
+        loss.set_step(10**6)  # lambda = max(5, 1000 / (1 + 0.12e6)) = 5
+    cosine = F.linear(F.normalize(torch.tensor(x)), F.normalize(torch.tensor(w))).float()
+    logits = loss(cosine, torch.tensor(labels)).double().numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    if name != "normface":  # a margin makes the target harder: its logit falls below s cos(theta)
+        assert (logits[rows, labels] < 64 * cos_t - 1).all()
+
+
 # unit square corners: class 0 = (1, 0), (0, 1); class 1 = (-1, 0), (0, -1). Distances: sqrt 2 to the two
 # neighbours, 2 across; so each point has one positive at sqrt 2 and negatives at sqrt 2 and 2.
 SQUARE = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
@@ -170,6 +224,21 @@ def test_registry_entries_are_documented():
         assert spec.needs_pk_sampler == (spec.kind == "metric"), name
         module = create_loss(name, embedding_size=EMBEDDING, num_classes=4)
         assert re.search(r"\b(19|20)\d\d\b", type(module).__doc__), name  # cites its paper: (..., 2016)
+
+
+def test_registry_reads_defaults_from_the_constructor():
+    assert LOSSES["sphereface"].defaults == {
+        "s": 64.0, "m": 4, "base": 1000.0, "gamma": 0.12, "power": 1.0, "lambda_min": 5.0,
+    }  # fmt: skip
+    assert LOSSES["triplet"].types == {"margin": float, "mining": str, "soft_margin": bool}
+
+    class NoDefault(nn.Module):
+        def __init__(self, *, num_classes: int, m: float) -> None:
+            super().__init__()
+
+    with pytest.raises(ValueError, match="m must be keyword-only with a bool, int, float or str default"):
+        register_loss("no_default", LossSpec("margin", NoDefault))
+    assert "no_default" not in LOSSES
 
 
 def test_unknown_loss_lists_the_known_ones():

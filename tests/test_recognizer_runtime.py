@@ -16,13 +16,8 @@ from facekit.errors import DataFormatError
 from facekit.recognition.backbones import create_backbone
 from facekit.recognition.config import RecognizerConfig
 from facekit.recognition.export import ONNX_FILE, export_arcface_onnx
-from facekit.runtime.recognizer import (
-    RAW_RGB,
-    OnnxRecognizer,
-    TorchRecognizer,
-    load_face_recognizer,
-    save_recognizer,
-)
+from facekit.recognition.modelfile import save_recognizer
+from facekit.runtime.recognizer import RAW_RGB, OnnxRecognizer, TorchRecognizer, load_face_recognizer
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

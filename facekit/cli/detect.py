@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, RegistryChoice, detector_options
+from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, RegistryChoice, detector_bodies, detector_options
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _backbones() -> list[str]:
 @click.argument("source", type=click.Choice(sorted(IMPORTERS)))
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--body", type=click.Choice(["mobilenet0.25", "resnet50"]), help="Override the body read from the keys.")
+@click.option("--body", type=RegistryChoice(detector_bodies), help="Override the body read from the keys.")
 @click.option(
     "--backbone",
     type=RegistryChoice(_backbones),

@@ -154,3 +154,10 @@ class RegistryChoice(click.Choice):
     @choices.setter
     def choices(self, value: object) -> None:  # click.Choice.__init__ assigns; the registry decides
         pass
+
+
+def detector_bodies() -> list[str]:
+    """The registered RetinaFace bodies (facekit.detection.model.BODIES), for RegistryChoice."""
+    from facekit.detection.model import BODIES
+
+    return list(BODIES)

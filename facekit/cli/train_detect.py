@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from facekit.cli.options import RegistryChoice, detector_bodies
+
 
 @click.command("train-detect")
 @click.argument("data_path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("model_output_path", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--body", type=click.Choice(["mobilenet0.25", "resnet50"]), default="mobilenet0.25", show_default=True)
+@click.option("--body", type=RegistryChoice(detector_bodies), default="mobilenet0.25", show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), help="Training input side [default: 640, resnet50: 840].")
 @click.option("--epochs", default=250, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Global batch size.")

@@ -26,17 +26,26 @@ def _losses() -> list[str]:
     return list(LOSSES)
 
 
-def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE items as {KEY: VALUE} text; the command converts them once --loss is known."""
     params = {}
     for item in values:
         key, sep, value = item.partition("=")
-        try:
-            params[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
         if not sep:
-            raise click.BadParameter(f"expected KEY=NUMBER, got {item!r}", ctx=ctx, param=param)
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
+        params[key.strip()] = value.strip()
     return params
+
+
+def _typed_loss_params(ctx: click.Context, loss: str, texts: dict[str, str]) -> dict[str, float | int | bool | str]:
+    """--loss-param's texts converted to the types of `loss`'s parameters; a bad one is a usage error (exit 2)."""
+    from facekit.recognition.losses import parse_loss_params
+
+    try:
+        return parse_loss_params(loss, texts)
+    except ValueError as exc:
+        param = next(p for p in ctx.command.params if p.name == "loss_params")
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @click.command("train-recognize")
@@ -193,11 +202,12 @@ def train_recognize_cmd(data_path: Path, model_output_path: Path, **options: obj
     from facekit.recognition.settings import RecognizeTrainSettings
     from facekit.recognition.train import train_recognizer
 
+    ctx = click.get_current_context()
+    options["loss_params"] = _typed_loss_params(ctx, options["loss"], options["loss_params"])
     reads = Inputs().data(data_path, "the training data folder").model(options["pretrained"], "pretrained")
     for val in options["val"]:
         reads.file(Path(val), "a verification set")
     reads.check(folders=[model_output_path])
-    ctx = click.get_current_context()
     strengths = {name: options.pop(f"aug_{name}") for name in AUGMENT}
     if not options.pop("augment"):
         default = click.core.ParameterSource.DEFAULT

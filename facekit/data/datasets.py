@@ -27,6 +27,21 @@ class FaceSource(Protocol):
     def __getitem__(self, index: int) -> tuple[int, bytes]: ...
 
 
+def open_training_source(data_path: Path) -> tuple[FaceSource, int]:
+    """recognition_train_data/ (cele.rec ...) or identity folders, and its class count."""
+    from facekit.data.folders import scan_identity_folders
+    from facekit.data.recset import open_recognition_set
+
+    if any(data_path.glob("*.rec")):
+        source = open_recognition_set(data_path)
+        classes = source.num_classes
+        if classes is None:
+            classes = 1 + max(source.read(k)[0] for k in source.image_keys)
+        return source, classes
+    folders = scan_identity_folders(data_path)
+    return folders, len(folders.identities)
+
+
 class RecognitionDataset(Dataset):
     """Aligned face crops -> (float32 [3, H, W] normalised RGB, class). Random horizontal flip when `flip`."""
 

@@ -5,7 +5,7 @@ A payload that holds the magic word at a 4-byte aligned offset is split there in
 2 middle, 3 last; 0 = whole record) and the word is dropped; the reader joins the chunks and puts it back.
 Payload = IRHeader `<IfQQ` (flag, label, id, id2); when flag > 0, `flag` float32 labels follow; then the image.
 The .idx is text, one `key<TAB>offset` line per record, in the order the records were written (so offsets increase;
-keys need not: face2rec2 writes the header record 0 after the images). See ../shared/FORMATS.md section 2.
+keys need not: face2rec2 writes the header record 0 after the images). See data_layouts/recognition_train_data.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from facekit.norms import NORMALIZATIONS, Normalization
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """RetinaFace settings (FORMATS.md section 5): priors min_sizes per stride, variances, input normalisation."""
+    """RetinaFace settings (data_layouts/retinaface.md): priors min_sizes per stride, variances, input normalisation."""
 
     body: str = "mobilenet0.25"
     min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))

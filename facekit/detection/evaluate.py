@@ -1,7 +1,8 @@
 """Detection metrics: average precision (VOC all-point, and the WIDER FACE easy/medium/hard protocol), landmark NME,
 and precision-recall plots (facekit.plot).
 
-Boxes are corners (x1, y1, x2, y2) in pixels; landmarks are [5, 2] pixels in the order of FORMATS.md section 1.
+Boxes are corners (x1, y1, x2, y2) in pixels; landmarks are [5, 2] pixels in the order of
+data_layouts/detection_train_data.md.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import numpy as np
 import torch
 
 from facekit.detection.box_utils import box_iou
+from facekit.detection.faces import DetectSettings, Face
 from facekit.errors import DataFormatError, FacekitError, MissingDataError
 from facekit.plot import Axis, render_curves, write_png
-from facekit.runtime.detector import DetectSettings, Face
 
 EVAL_THRESHOLD = 0.02  # the score floor of Pytorch_Retinaface's WIDER FACE test script: low enough for a full PR curve
 WIDER_LEVELS = ("easy", "medium", "hard")

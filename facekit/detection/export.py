@@ -1,4 +1,4 @@
-"""Export a RetinaFace detector to ONNX in insightface's SCRFD layout (FORMATS.md section 4).
+"""Export a RetinaFace detector to ONNX in insightface's SCRFD layout (data_layouts/onnx_models.md).
 
 The graph takes NCHW float32 RGB `(pixel - 127.5) / 128` of any height and width (batch 1) and returns 9
 outputs: scores [N_s, 1], boxes [N_s, 4] and key points [N_s, 10] for strides 8, 16, 32 (all scores first, then

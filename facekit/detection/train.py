@@ -274,12 +274,13 @@ class _Trainer:
 
 def _validate(model: torch.nn.Module, config: DetectorConfig, val_dir: Path) -> dict:
     from facekit.detection.evaluate import evaluate_split
-    from facekit.runtime.detector import DetectSettings, TorchDetector
+    from facekit.detection.faces import DetectSettings, RetinaFaceNet
 
     was_training = model.training
+    model.eval()
     result = evaluate_split(
         val_dir,
-        TorchDetector(model, config, str(next(model.parameters()).device)),
+        RetinaFaceNet(model, config, str(next(model.parameters()).device)),
         DetectSettings(threshold=0.02, max_size=config.image_size * 2),
     )
     model.train(was_training)

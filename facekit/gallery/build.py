@@ -11,9 +11,9 @@ import numpy as np
 
 from facekit.align import describe_alignment
 from facekit.data.images import read_each
+from facekit.detection.faces import Face
 from facekit.errors import DataFormatError
 from facekit.gallery.store import Gallery, ModelStamp
-from facekit.runtime.detector import Face
 from facekit.runtime.pipeline import FacePipeline, align_each
 
 # The gallery stores identities and sources as UTF-8; a name that is not (Python keeps its bytes as surrogates)

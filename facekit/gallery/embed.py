@@ -19,9 +19,9 @@ import numpy as np
 
 from facekit import __version__, strict_json
 from facekit.data.images import NoReadablePhotos, photo_errors, photo_failure, read_each
+from facekit.detection.faces import Face
 from facekit.errors import FacekitError
 from facekit.fileio import atomic_path, atomic_write
-from facekit.runtime.detector import Face
 from facekit.runtime.pipeline import FacePipeline, pick_index
 
 SUFFIXES = (".h5", ".npy")

@@ -236,9 +236,9 @@ def open_set_thresholds(
 def fit_eigenfaces(path: str | os.PathLike) -> Eigenfaces:
     """The eigenfaces baseline fitted on the aligned crops of a training set (recognition_train_data or identity
     folders): use the recognizer's training data."""
+    from facekit.data.datasets import open_training_source
     from facekit.data.images import decode_image
     from facekit.recognition.eigenfaces import Eigenfaces
-    from facekit.recognition.trainset import open_training_source
 
     source, _ = open_training_source(path)
     try:

@@ -1,4 +1,4 @@
-"""Export a recognizer to ONNX in insightface's ArcFaceONNX convention (FORMATS.md section 4).
+"""Export a recognizer to ONNX in insightface's ArcFaceONNX convention (data_layouts/onnx_models.md).
 
 The graph takes "input.1": NCHW float32 RGB `(pixel - 127.5) / 127.5` crops [batch, 3, S, S] (S: the config's
 input_size; dynamic batch) and returns one output, "embedding" [batch, D], not L2-normalised (like insightface's

@@ -24,7 +24,7 @@ class RecognizeTrainSettings:
     backbone: str | None = None
     embedding_size: int | None = None
     loss: str = "arcface"
-    loss_params: dict[str, float] = field(default_factory=dict)  # over the recipe's, over the registry's
+    loss_params: dict[str, float | int | bool | str] = field(default_factory=dict)  # over the recipe's, the loss's
     sample_rate: float = 1.0
     optimizer: str | None = None  # "sgd" or "adamw"
     lr: float | None = None
@@ -107,7 +107,7 @@ def resolve_settings(
 def describe(s: RecognizeTrainSettings, recipe: Recipe, taken: list[str], *, images: int, classes: int) -> str:
     """One line: the recipe, the settings it gave and those given instead, e.g. `recipe: small dataset (300 images,
     30 people, 10.0 per person): adamw lr 0.002, weight decay 0.05, batch 30, 15 epochs, ...`."""
-    loss = " ".join(f"{k}={v:g}" for k, v in s.loss_params.items())
+    loss = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.loss_params.items())
     parts = [
         f"{s.optimizer} lr {s.lr:g}",
         f"weight decay {s.weight_decay:g}",

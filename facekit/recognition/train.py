@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from facekit import strict_json
+from facekit.data.datasets import open_training_source
 from facekit.distributed import Distributed
 from facekit.errors import FacekitError, MissingDataError
 from facekit.fileio import atomic_write
@@ -36,7 +37,6 @@ from facekit.recognition.trainset import (
     KeyedFaces,
     KeyedSampler,
     check_crop_size,
-    open_training_source,
     source_labels,
 )
 from facekit.training import InterruptFlag, log_to, rng_state, set_rng_state

@@ -20,21 +20,6 @@ if TYPE_CHECKING:
     from facekit.recognition.config import RecognizerConfig
 
 
-def open_training_source(data_path: Path):  # noqa: ANN201 - RecognitionSet | IdentityFolders
-    """recognition_train_data/ (cele.rec ...) or identity folders, and its class count."""
-    from facekit.data.folders import scan_identity_folders
-    from facekit.data.recset import open_recognition_set
-
-    if any(data_path.glob("*.rec")):
-        source = open_recognition_set(data_path)
-        classes = source.num_classes
-        if classes is None:
-            classes = 1 + max(source.read(k)[0] for k in source.image_keys)
-        return source, classes
-    folders = scan_identity_folders(data_path)
-    return folders, len(folders.identities)
-
-
 SIZE_ADVICE = "make them with `facekit align --recognizer MODEL` or `pack-rec --size`"
 
 

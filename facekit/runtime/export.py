@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from facekit import DEFAULT_MAX_PIXELS
+from facekit.detection.faces import DetectSettings, Face
 from facekit.errors import DataFormatError, FacekitError, MissingDataError
 from facekit.fileio import atomic_path
 from facekit.norms import ARCFACE, SCRFD
 from facekit.recognition.export import ONNX_FILE
-from facekit.runtime.detector import DetectSettings, Face
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_NAMES = {"detector": "detector.onnx", "recognizer": ONNX_FILE}  # a model directory's export, by kind
@@ -251,7 +251,7 @@ def _recognizer_feeds(
 def _canvas(image: np.ndarray, max_size: int | None) -> np.ndarray:
     """The photo as a detector sees it: scaled down to `max_size`, padded at the right and bottom to a multiple
     of the largest stride (32), as OnnxDetector pads it (PyTorch then sees the same pixels)."""
-    from facekit.runtime.detector import resize_for_detection
+    from facekit.detection.faces import resize_for_detection
 
     resized, _ = resize_for_detection(image, max_size)
     h, w = resized.shape[:2]

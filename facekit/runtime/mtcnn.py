@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from facekit.detection.box_utils import nms
+from facekit.detection.faces import DetectSettings, Face, postprocess, resize_for_detection
 from facekit.detection.mtcnn import Mtcnn, MtcnnConfig, calibrate, load_mtcnn, pyramid_scales, square, window_boxes
 from facekit.errors import ModelError
-from facekit.runtime.detector import DetectSettings, Face, TorchDetectorBase, postprocess, resize_for_detection
+from facekit.runtime.detector_base import TorchDetectorBase
 
 BATCH = 512  # R-Net and O-Net crops per forward pass
 

@@ -1,9 +1,8 @@
 """SCRFD-layout ONNX detectors (facekit's detector.onnx exports and insightface's SCRFD / det_10g files) run
-by ONNX Runtime. Layout: FORMATS.md section 4."""
+by ONNX Runtime. Layout: data_layouts/onnx_models.md."""
 
 from __future__ import annotations
 
-import logging
 import os
 from functools import cached_property
 from pathlib import Path
@@ -11,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facekit.detection.faces import DetectSettings, Face, postprocess, resize_for_detection
 from facekit.errors import DataFormatError, ModelError
 from facekit.fileio import sha256_file
 from facekit.norms import SCRFD
-from facekit.runtime.detector import DetectSettings, Face, postprocess, resize_for_detection
-
-log = logging.getLogger(__name__)
+from facekit.runtime.onnx import create_session, dims, run_session
 
 # outputs -> (strides, anchors per location, has key points)
 _LAYOUTS = {
@@ -27,35 +25,6 @@ _LAYOUTS = {
 }
 # what the outputs hold, in file order (every stride's scores, then boxes, then key points): values per anchor
 _WIDTHS = (("scores", 1), ("boxes", 4), ("key points", 10))
-
-
-def create_session(path: str | os.PathLike, device: str = "cpu"):  # noqa: ANN201 - onnxruntime.InferenceSession
-    """An ONNX Runtime session on the CUDA provider when asked for and present, else the CPU (with a warning)."""
-    import onnxruntime as ort
-
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        else:
-            log.warning("onnxruntime has no CUDA provider here: running %s on the CPU", path)
-    try:
-        return ort.InferenceSession(str(path), providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise DataFormatError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
-
-
-def run_session(session, feeds: dict[str, np.ndarray], path: str | os.PathLike) -> list[np.ndarray]:  # noqa: ANN001
-    """session.run(None, feeds), with what ONNX Runtime raises on a model that cannot run as one line."""
-    try:
-        return session.run(None, feeds)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise DataFormatError(f"{path}: ONNX Runtime cannot run it ({str(exc).splitlines()[0][:200]})") from None
-
-
-def dims(shape: list) -> str:
-    """An ONNX shape as the messages show it: [batch, 3, 112, 112] (symbolic dims by name, unnamed ones as ?)."""
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 class OnnxDetector:

@@ -13,7 +13,7 @@ import numpy as np
 from facekit import DEFAULT_MAX_PIXELS
 from facekit.align import align_face
 from facekit.data.images import photo_errors, photo_failure
-from facekit.runtime.detector import DetectSettings, Face
+from facekit.detection.faces import DetectSettings, Face
 
 
 def _area(face: Face, shape: tuple[int, int]) -> float:

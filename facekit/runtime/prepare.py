@@ -22,9 +22,9 @@ from facekit.data.lst import Property
 from facekit.data.pairs import FOLDS, sample_pairs
 from facekit.data.recset import Sample, write_recognition_set
 from facekit.data.verification import PAIRS_FORMAT, VerificationSet, write_bin
+from facekit.detection.faces import DetectSettings
 from facekit.errors import DataFormatError, FacekitError, LayoutError, OutputConflictError
 from facekit.fileio import atomic_write
-from facekit.runtime.detector import DetectSettings
 from facekit.runtime.pipeline import FacePipeline, Photo, align_each
 
 ALIGNMENT_FILE = "alignment.json"

@@ -125,13 +125,13 @@ class TorchRecognizer(Recognizer):
 
 
 class OnnxRecognizer(Recognizer):
-    """An ArcFaceONNX-convention .onnx (FORMATS.md section 4) run by ONNX Runtime: one NCHW input of a fixed
+    """An ArcFaceONNX-convention .onnx (data_layouts/onnx_models.md) run by ONNX Runtime: one NCHW input of a fixed
     square size, one embedding output; a fixed batch size (often 1 in older packs) is run crop by crop."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
         import onnx
 
-        from facekit.runtime.onnx_detector import create_session, dims
+        from facekit.runtime.onnx import create_session, dims
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -199,7 +199,7 @@ class OnnxRecognizer(Recognizer):
 
     def _run_once(self, blob: np.ndarray) -> np.ndarray:
         """One session run, its output checked: [B, D] for B crops (what the file declares may be symbolic)."""
-        from facekit.runtime.onnx_detector import run_session
+        from facekit.runtime.onnx import run_session
 
         (out,) = run_session(self.session, {self.input_name: blob}, self.path)
         if out.ndim != 2 or out.shape[0] != len(blob) or out.shape[1] != (self.embedding_size or out.shape[1]):
@@ -295,15 +295,6 @@ def load_face_recognizer(path: str | os.PathLike, device: str = "cpu", backend: 
     if backend == "onnx":
         return OnnxRecognizer(p / ONNX_FILE if p.is_dir() else p.with_name(ONNX_FILE), device)
     return TorchRecognizer(p, device)
-
-
-def save_recognizer(
-    out_dir: str | os.PathLike, backbone: torch.nn.Module, config: RecognizerConfig, meta: dict | None = None
-) -> Path:
-    """Write a recognizer model directory (model.pt + config.yaml); returns the model.pt path."""
-    from facekit.modeldir import save_model
-
-    return save_model(out_dir, kind="recognizer", config=config.as_dict(), state_dict=backbone.state_dict(), meta=meta)
 
 
 def store_calibration(path: str | os.PathLike, calibration: Calibration) -> list[Path]:

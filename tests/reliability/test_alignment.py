@@ -139,7 +139,8 @@ def test_export_carries_the_template(random_recognizer, tmp_path):
     from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
     from facekit.recognition.export import export_arcface_onnx
-    from facekit.runtime.recognizer import load_face_recognizer, save_recognizer
+    from facekit.recognition.modelfile import save_recognizer
+    from facekit.runtime.recognizer import load_face_recognizer
 
     torch_rec = load_face_recognizer(random_recognizer)
     points = tuple((x, y + 6.0) for x, y in torch_rec.config.template)
@@ -155,7 +156,8 @@ def test_export_carries_the_template(random_recognizer, tmp_path):
 def test_bad_template_in_config(cli, people, scrfd, random_recognizer, tmp_path):
     from dataclasses import replace
 
-    from facekit.runtime.recognizer import load_face_recognizer, save_recognizer
+    from facekit.recognition.modelfile import save_recognizer
+    from facekit.runtime.recognizer import load_face_recognizer
 
     torch_rec = load_face_recognizer(random_recognizer)
     model = save_recognizer(tmp_path / "model", torch_rec.model, replace(torch_rec.config, template=((1e6, 0.0),) * 5))

@@ -16,7 +16,7 @@ def other_recognizers(tmp_path_factory) -> dict[int, object]:
 
     from facekit.recognition.backbones import create_backbone
     from facekit.recognition.config import RecognizerConfig
-    from facekit.runtime.recognizer import save_recognizer
+    from facekit.recognition.modelfile import save_recognizer
 
     root = tmp_path_factory.mktemp("other_recognizers")
     for size in (32, 64):

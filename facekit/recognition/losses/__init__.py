@@ -1,0 +1,183 @@
+"""The recognition losses facekit trains with, in one registry: `--loss NAME` picks one. Twelve of them: five margins
+on cosine logits (NormFace, CosFace, ArcFace, SphereFace, the combined margin), three classifiers (softmax,
+L-Softmax, center loss) and four metric losses (contrastive, triplet, lifted structure, margin loss).
+
+Three kinds, three contracts:
+- "margin" (margins.py): a margin on cosine logits, no weights of its own (they live in the Partial FC layer).
+  `forward(cosine [B, C], labels [B]) -> logits [B, C]`, scaled; label -1: no margin, only the scale.
+- "classifier" (classifiers.py): owns its weights. `forward(embeddings [B, D], labels [B]) -> scalar loss`.
+- "metric" (metric.py): `forward(embeddings [B, D], labels [B]) -> scalar loss` over the pairs of the batch, which
+  must hold several images per identity (train with `facekit.recognition.sampler.PKSampler`).
+
+A loss's hyper-parameters and their defaults are its constructor's keyword arguments, written there only; the
+registry reads them from the signature. Modules whose margin anneals expose `set_step(step)`; the trainer calls it
+every step. Everything runs in float32 with autocast off, whatever the caller's precision.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from facekit.recognition.losses.classifiers import CenterLoss, LSoftmax, SoftmaxLoss
+from facekit.recognition.losses.margins import ArcFace, CombinedMargin, CosFace, NormFace, SphereFace, angular_psi
+from facekit.recognition.losses.metric import ContrastiveLoss, LiftedStructureLoss, MarginLoss, TripletLoss
+
+ParamValue = float | int | bool | str
+
+_SIZE_ARGS = ("embedding_size", "num_classes")  # passed by create_loss, not hyper-parameters
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: its kind, its builder and a --help line. Its hyper-parameters are the builder's
+    keyword arguments with defaults (`defaults`, `types`)."""
+
+    kind: Literal["margin", "classifier", "metric"]
+    build: Callable[..., nn.Module]
+    needs_pk_sampler: bool = False
+    doc: str = ""
+
+    def hyper_parameters(self) -> list[inspect.Parameter]:
+        """The builder's arguments other than embedding_size and num_classes."""
+        params = inspect.signature(self.build, eval_str=True).parameters.values()
+        return [p for p in params if p.name not in _SIZE_ARGS]
+
+    @property
+    def defaults(self) -> dict[str, ParamValue]:
+        """Each hyper-parameter's default, in the signature's order, e.g. {"s": 64.0, "m": 0.5}."""
+        return {p.name: p.default for p in self.hyper_parameters()}
+
+    @property
+    def types(self) -> dict[str, type]:
+        """Each hyper-parameter's type (bool, int, float or str): its annotation, else its default's type."""
+        return {
+            p.name: p.annotation if p.annotation in _TYPE_NAMES else type(p.default) for p in self.hyper_parameters()
+        }
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, spec: LossSpec) -> None:
+    """Add `spec` as `name`. `build` takes `embedding_size` and/or `num_classes` when its signature names them,
+    and every other argument by keyword with a default of type bool, int, float or str."""
+    if name in LOSSES:
+        raise ValueError(f"loss {name!r} is already registered")
+    for p in spec.hyper_parameters():
+        if p.kind is not p.KEYWORD_ONLY or p.default is p.empty or type(p.default) not in _TYPE_NAMES:
+            raise ValueError(f"loss {name!r}: {p.name} must be keyword-only with a bool, int, float or str default")
+    LOSSES[name] = spec
+
+
+def create_loss(name: str, *, embedding_size: int, num_classes: int, **params: ParamValue) -> nn.Module:
+    """Build loss `name` with its defaults overridden by `params`."""
+    spec = _spec(name)
+    defaults = spec.defaults
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        valid = ", ".join(defaults) or "none"
+        raise ValueError(f"loss {name!r} has no parameter {', '.join(unknown)}; valid: {valid}")
+    sizes = {"embedding_size": embedding_size, "num_classes": num_classes}
+    accepted = inspect.signature(spec.build).parameters
+    return spec.build(**{k: v for k, v in sizes.items() if k in accepted}, **params)
+
+
+def parse_loss_params(name: str, texts: dict[str, str]) -> dict[str, ParamValue]:
+    """`texts` ({"mining": "semi_hard", "m": "4"}) converted to the types of loss `name`'s parameters. Raises
+    ValueError naming the key, the value and the type expected, or the valid keys."""
+    types = _spec(name).types
+    params: dict[str, ParamValue] = {}
+    for key, text in texts.items():
+        if key not in types:
+            raise ValueError(f"loss {name!r} has no parameter {key}; valid: {', '.join(types) or 'none'}")
+        value = _convert(text, types[key])
+        if value is None:
+            raise ValueError(f"{key}={text}: {name}'s {key} takes {_TYPE_NAMES[types[key]]}, not {text!r}")
+        params[key] = value
+    return params
+
+
+def _spec(name: str) -> LossSpec:
+    spec = LOSSES.get(name)
+    if spec is None:
+        raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+    return spec
+
+
+def _convert(text: str, kind: type) -> ParamValue | None:
+    """`text` as a `kind` value, None when it is not one; an int may be written as a whole float ("4.0")."""
+    if kind is str:
+        return text
+    if kind is bool:
+        word = text.strip().lower()
+        return True if word in _TRUE else False if word in _FALSE else None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if kind is int:
+        return int(number) if number.is_integer() else None
+    return number
+
+
+register_loss("normface", LossSpec("margin", NormFace, doc="NormFace: s cos(theta), no margin"))
+register_loss("cosface", LossSpec("margin", CosFace, doc="CosFace / AM-Softmax: s (cos(theta) - m)"))
+register_loss("arcface", LossSpec("margin", ArcFace, doc="ArcFace: s cos(theta + m), additive angle"))
+register_loss(
+    "sphereface", LossSpec("margin", SphereFace, doc="SphereFace: s psi(m theta), multiplicative angle, annealed")
+)
+register_loss("combined", LossSpec("margin", CombinedMargin, doc="combined margin: s (cos(m1 theta + m2) - m3)"))
+register_loss("softmax", LossSpec("classifier", SoftmaxLoss, doc="softmax: linear layer + cross-entropy"))
+register_loss("lsoftmax", LossSpec("classifier", LSoftmax, doc="L-Softmax: ||W|| ||x|| psi(m theta), annealed"))
+register_loss("center", LossSpec("classifier", CenterLoss, doc="softmax + center loss (centres kept by rule)"))
+register_loss(
+    "contrastive",
+    LossSpec("metric", ContrastiveLoss, needs_pk_sampler=True, doc="contrastive: all pairs, hinge on distance"),
+)
+register_loss(
+    "triplet",
+    LossSpec(
+        "metric",
+        TripletLoss,
+        needs_pk_sampler=True,
+        doc="triplet (FaceNet): batch_hard or semi_hard mining, optional soft margin",
+    ),
+)
+register_loss(
+    "lifted", LossSpec("metric", LiftedStructureLoss, needs_pk_sampler=True, doc="lifted structured loss (smooth)")
+)
+register_loss(
+    "margin_loss",
+    LossSpec(
+        "metric", MarginLoss, needs_pk_sampler=True, doc="margin loss with distance-weighted sampling (learnt beta)"
+    ),
+)
+
+__all__ = [
+    "LOSSES",
+    "ArcFace",
+    "CenterLoss",
+    "CombinedMargin",
+    "ContrastiveLoss",
+    "CosFace",
+    "LSoftmax",
+    "LiftedStructureLoss",
+    "LossSpec",
+    "MarginLoss",
+    "NormFace",
+    "ParamValue",
+    "SoftmaxLoss",
+    "SphereFace",
+    "TripletLoss",
+    "angular_psi",
+    "create_loss",
+    "parse_loss_params",
+    "register_loss",
+]
