@@ -63,7 +63,7 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
     """Build the gallery of known people at DB_OUTPUT_PATH (an .h5 file; a folder gets gallery.h5 inside).
 
     DATA_PATH: one folder per person (the folder name is the identity), a CSV of `path,identity` rows, or an
-    insightface .lst. Each photo gives its largest face, aligned and embedded. Photos that cannot be read or show
+    insightface .lst. Each photo gives one face (--pick), aligned and embedded. Photos that cannot be read or show
     no face are skipped and listed; the gallery is written (atomically) when at least one face was found. Runs
     writing one gallery take turns (a lock file beside it): --append adds its faces to the gallery as it is then.
     Exit codes: 0 gallery written, 1 nothing written (bad input, no face at all), 2 usage error.
@@ -193,9 +193,9 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     except NoReadablePhotos as exc:
         if len(exc.unreadable) == 1:  # the only photo: its own error
             raise FacekitError(exc.unreadable[0]) from None
-        _listing("warning: unreadable photos, skipped", exc.unreadable)
+        listing("warning: unreadable photos, skipped", exc.unreadable)
         raise FacekitError(f"{data_path}: {exc}") from None
-    _listing("warning: unreadable photos, skipped", report.unreadable)
+    listing("warning: unreadable photos, skipped", report.unreadable)  # recognize has no --report: all of them
     found = ", ".join(f"{name} {n}" for name, n in report.found.most_common())
     click.echo(
         f"{report.images} photos, {report.faces} faces: {sum(report.found.values())} recognized, {report.unknown} "
