@@ -32,7 +32,7 @@ def span(names: list[str]) -> str:
     return f"{len(names)} people ({names[0]}..{names[-1]})" if names else "nobody"
 
 
-def embed_both_ways(embed, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001 - crops -> emb.
+def embed_both_ways(embed, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # crops -> emb.
     """The L2-normalised embeddings of `crops` and of their mirror images: float [N, D] each."""
     return embed(crops), embed(np.ascontiguousarray(crops[:, :, ::-1]))
 

@@ -71,21 +71,21 @@ def verify(embed, pairs: Path) -> dict:
     return metrics(verification_metrics(embed_pairs(vset, embed, flip=True, source=pairs), np.asarray(vset.issame)))
 
 
-def metrics(result) -> dict:  # noqa: ANN001 - a facekit.recognition.verification.VerificationResult
+def metrics(result) -> dict:  # a facekit.recognition.verification.VerificationResult
     """The figures of a verification result that the tables show, rounded."""
     return {"accuracy": round(result.accuracy, 4), "accuracy_std": round(result.accuracy_std, 4),
             "tar@far=1e-3": None if result.tar is None else round(result.tar, 4), "auc": round(result.auc, 4),
             "pairs": result.pairs}  # fmt: skip
 
 
-def recognizer_embed(model_dir: Path):  # noqa: ANN201
+def recognizer_embed(model_dir: Path):
     from facekit.runtime.recognizer import load_face_recognizer
 
     recognizer = load_face_recognizer(model_dir, "cpu", "auto")
     return lambda crops: recognizer.embed(crops)
 
 
-def eigenfaces_embed(train_people: Path):  # noqa: ANN201
+def eigenfaces_embed(train_people: Path):
     import cv2
 
     from facekit.recognition.eigenfaces import Eigenfaces

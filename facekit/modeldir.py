@@ -83,7 +83,7 @@ def load_model(path: str | os.PathLike, kind: str, payload: object = None) -> di
     return payload
 
 
-def apply_state_dict(model, state: dict, source: str | os.PathLike, mismatch: str) -> None:  # noqa: ANN001
+def apply_state_dict(model, state: dict, source: str | os.PathLike, mismatch: str) -> None:
     """Load `state` into `model` strictly; a mismatch is one DataFormatError line, `<source>: weights <mismatch>:`
     followed by the counts of missing and unexpected keys and the first wrong shape."""
     expected = model.state_dict()

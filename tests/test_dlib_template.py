@@ -27,7 +27,7 @@ def eval_photos(shared_data) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def scrfd_detector(scrfd):  # noqa: ANN201
+def scrfd_detector(scrfd):
     from facekit.runtime.detector import load_face_detector
 
     return load_face_detector(scrfd)

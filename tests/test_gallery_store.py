@@ -120,7 +120,7 @@ def test_a_failed_write_leaves_the_old_gallery(tmp_path, monkeypatch):
     path = make(["ann"]).save(tmp_path / "g.h5")
     before = path.read_bytes()
 
-    def broken(self, name, **kwargs):  # noqa: ANN001
+    def broken(self, name, **kwargs):
         if name == "identities":
             raise OSError("disk full")
         return original(self, name, **kwargs)

@@ -60,7 +60,7 @@ def listing(title: str, items: list[str], limit: int | None = None, more: str = 
 
 
 def cli_pipeline(detect_model: Path, recognize_model: Path, backend: str, device: str, max_size: int,
-                 det_threshold: float, flip: bool, max_pixels: int):  # noqa: ANN201  # fmt: skip
+                 det_threshold: float, flip: bool, max_pixels: int):  # fmt: skip
     """The runtime.pipeline.FacePipeline of pipeline_options' values (max_size 0: photos at their own size)."""
     from facekit.runtime.detector import DetectSettings
     from facekit.runtime.pipeline import load_pipeline

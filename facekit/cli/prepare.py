@@ -64,7 +64,7 @@ def align_options(detect_required: bool) -> Callable:
 
 
 def load_aligner(detect_model: Path, backend: str, device: str, size: int | None, pick: str, max_size: int,
-                 det_threshold: float, max_pixels: int, recognizer_model: Path | None = None):  # noqa: ANN201  # fmt: skip
+                 det_threshold: float, max_pixels: int, recognizer_model: Path | None = None):  # fmt: skip
     """(detector, AlignSettings) from the align options: crops of `size` (None: CROP_SIZE) on ArcFace's template,
     or of `recognizer_model`'s own size and template."""
     from facekit.runtime.detector import load_face_detector

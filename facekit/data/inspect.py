@@ -164,7 +164,7 @@ def inspect_recognition(root: Path) -> Report:
     return report
 
 
-def _check_recognition(rset, root: Path, report: Report) -> None:  # noqa: ANN001 - RecognitionSet
+def _check_recognition(rset, root: Path, report: Report) -> None:  # RecognitionSet
     from facekit.data.lst import read_lst
     from facekit.data.recordio import first_step_back
 

@@ -360,7 +360,7 @@ def wider_face_ap(
 
 def evaluate_split(
     split_dir: str | os.PathLike,
-    detector,  # noqa: ANN001 - any object with .detect(image, settings) -> list[Face]
+    detector,  # any object with .detect(image, settings) -> list[Face]
     settings: DetectSettings = DetectSettings(threshold=EVAL_THRESHOLD),
     *,
     iou_threshold: float = 0.5,

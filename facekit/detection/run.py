@@ -22,8 +22,8 @@ class DetectReport:
 
 def detect_images(
     inputs: Iterable[str | os.PathLike],
-    detector,  # noqa: ANN001 - any object with .detect(image, settings) -> list[Face]
-    settings,  # noqa: ANN001 - DetectSettings
+    detector,  # any object with .detect(image, settings) -> list[Face]
+    settings,  # DetectSettings
     *,
     out: Path | None = None,
     annotated_dir: Path | None = None,

@@ -80,7 +80,7 @@ class AugmentedDetection(Dataset):
 class EpochSampler(torch.utils.data.DistributedSampler):
     """DistributedSampler that yields (epoch, index), so persistent workers know the epoch."""
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return ((self.epoch, i) for i in super().__iter__())
 
 
@@ -288,7 +288,7 @@ def _validate(model: torch.nn.Module, config: DetectorConfig, val_dir: Path) -> 
     return {"val_ap50": round(float(result.ap.ap), 5), "val_nme": None if math.isnan(nme) else round(nme, 5)}
 
 
-def _write_artifacts(out_dir: Path, model, config: DetectorConfig, s: DetectTrainSettings, metrics: dict) -> None:  # noqa: ANN001
+def _write_artifacts(out_dir: Path, model, config: DetectorConfig, s: DetectTrainSettings, metrics: dict) -> None:
     from facekit.detection.export import export_scrfd_onnx
 
     save_model(

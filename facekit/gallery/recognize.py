@@ -127,7 +127,7 @@ def recognize_images(
     return report
 
 
-def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report) -> None:  # noqa: ANN001
+def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report) -> None:
     if not batch:
         return
     matches = iter(matcher.match(pipeline.embed_crops(np.concatenate([crops for _, _, _, crops, _ in batch])), top_k))
@@ -169,7 +169,7 @@ def csv_text(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
-def _csv_writer(sink: IO):  # noqa: ANN202
+def _csv_writer(sink: IO):
     """One row per face (and one with empty face columns for a photo without faces); identity "unknown". Text cells
     (photo path, identity) pass through csv_text, so a name like =HYPERLINK(...) is not run as a formula."""
     writer = csv.writer(sink, lineterminator="\n")

@@ -35,7 +35,7 @@ class _GatherEmbeddings(torch.autograd.Function):
     by the world size, so that DDP's gradient averaging of the backbone yields the single-process gradient."""
 
     @staticmethod
-    def forward(ctx, local: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, local: torch.Tensor) -> torch.Tensor:
         rank, world = _world()
         ctx.rank, ctx.world, ctx.batch = rank, world, local.shape[0]
         parts = [torch.empty_like(local) for _ in range(world)]
@@ -43,7 +43,7 @@ class _GatherEmbeddings(torch.autograd.Function):
         return torch.cat(parts)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous()
         dist.all_reduce(grad)  # gloo has no reduce_scatter: reduce everything, keep our rows
         return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch] * ctx.world
@@ -54,7 +54,7 @@ class _DistCrossEntropy(torch.autograd.Function):
     columns, -1 where the target lives on another rank."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _, world = _world()
         logits = logits.float()
         top = logits.max(1, keepdim=True).values
@@ -74,7 +74,7 @@ class _DistCrossEntropy(torch.autograd.Function):
         return -target.clamp(min=1e-30).log().mean()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         prob, labels = ctx.saved_tensors
         here = labels >= 0
         g = prob.clone()

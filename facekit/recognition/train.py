@@ -77,7 +77,7 @@ class _Trainer:
         s: RecognizeTrainSettings,
         dist: Distributed,
         *,
-        source,  # noqa: ANN001 - RecognitionSet | IdentityFolders, opened by open_training_source
+        source,  # RecognitionSet | IdentityFolders, opened by open_training_source
         num_classes: int,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter

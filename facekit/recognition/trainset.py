@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 SIZE_ADVICE = "make them with `facekit align --recognizer MODEL` or `pack-rec --size`"
 
 
-def check_crop_size(source, data_path: Path, config: RecognizerConfig) -> None:  # noqa: ANN001
+def check_crop_size(source, data_path: Path, config: RecognizerConfig) -> None:
     """DataFormatError when a RecordIO set's `property` gives crops of another size than config's backbone takes
     (folders of crops are checked photo by photo as they are read)."""
     prop = getattr(source, "prop", None)
@@ -33,7 +33,7 @@ def check_crop_size(source, data_path: Path, config: RecognizerConfig) -> None: 
                               f"{size}x{size} crops ({SIZE_ADVICE})")  # fmt: skip
 
 
-def source_labels(source) -> list[int]:  # noqa: ANN001
+def source_labels(source) -> list[int]:
     """The class of every item (reads each record's header for RecordIO sets)."""
     if hasattr(source, "items"):
         return [label for _, label in source.items]
@@ -46,7 +46,7 @@ def source_labels(source) -> list[int]:  # noqa: ANN001
     return [source.read(k)[0] for k in source.image_keys]
 
 
-def training_people(source) -> list[str] | None:  # noqa: ANN001
+def training_people(source) -> list[str] | None:
     """The names of the people in the training data: identity folder names, or for a RecordIO set the first path
     component of its .lst entries (`person/file.jpg`, as pack-rec writes them); None when unknown."""
     if hasattr(source, "identities"):
@@ -104,7 +104,7 @@ class KeyedSampler(Sampler):
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         epoch = self.sampler.epoch
         for item in self.sampler:
             yield [(epoch, i) for i in item] if isinstance(item, list) else (epoch, item)

@@ -34,7 +34,7 @@ class ValidationSet:
         }
 
 
-def verification_sets(data_path: Path, extra: list[str], source) -> dict[str, ValidationSet]:  # noqa: ANN001
+def verification_sets(data_path: Path, extra: list[str], source) -> dict[str, ValidationSet]:
     """Every .bin in `data_path` and each of `extra`, by name (file stem); warns about people the training data
     (`source`) also shows, and logs whose people are unknown."""
     paths = sorted(data_path.glob("*.bin")) + [Path(p) for p in extra]

@@ -34,7 +34,7 @@ class TorchDetector(TorchDetectorBase):
         return detect_retinaface(self.model, self.config, image, settings, self.device)
 
 
-def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: str = "auto"):  # noqa: ANN201
+def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: str = "auto"):
     """A detector from a facekit model directory / model.pt (PyTorch: RetinaFace, or MTCNN where its config says
     `architecture: mtcnn`) or a SCRFD-layout .onnx (ONNX Runtime).
 

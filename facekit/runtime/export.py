@@ -204,7 +204,7 @@ def _to_int8(source: Path, target: Path, feeds: list[dict[str, np.ndarray]], wor
     onnx.save(model, str(target))
 
 
-def _set_precision(model, precision: str) -> None:  # noqa: ANN001 - onnx.ModelProto
+def _set_precision(model, precision: str) -> None:  # onnx.ModelProto
     """Record `precision` in the metadata, and drop any fingerprint claim (its embeddings are not the original's)."""
     import onnx
 
@@ -271,7 +271,7 @@ def _detector_feeds(paths: Sequence[Path], settings: DetectSettings, skipped: li
     return feeds
 
 
-def compare(torch_model, onnx_file: Path, kind: str, photos: Sequence[Path], tolerance: Tolerance, *,  # noqa: ANN001
+def compare(torch_model, onnx_file: Path, kind: str, photos: Sequence[Path], tolerance: Tolerance, *,
             settings: DetectSettings = DetectSettings(max_size=640),
             max_pixels: int = DEFAULT_MAX_PIXELS, skipped: list[str] | None = None) -> Parity:  # fmt: skip
     """The parity of `onnx_file` with `torch_model` (a TorchDetector or TorchRecognizer) on `photos`; what is

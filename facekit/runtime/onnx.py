@@ -13,7 +13,7 @@ from facekit.errors import DataFormatError
 log = logging.getLogger(__name__)
 
 
-def create_session(path: str | os.PathLike, device: str = "cpu"):  # noqa: ANN201 - onnxruntime.InferenceSession
+def create_session(path: str | os.PathLike, device: str = "cpu"):  # onnxruntime.InferenceSession
     """An ONNX Runtime session on the CUDA provider when asked for and present, else the CPU (with a warning)."""
     import onnxruntime as ort
 
@@ -29,7 +29,7 @@ def create_session(path: str | os.PathLike, device: str = "cpu"):  # noqa: ANN20
         raise DataFormatError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
 
 
-def run_session(session, feeds: dict[str, np.ndarray], path: str | os.PathLike) -> list[np.ndarray]:  # noqa: ANN001
+def run_session(session, feeds: dict[str, np.ndarray], path: str | os.PathLike) -> list[np.ndarray]:
     """session.run(None, feeds), with what ONNX Runtime raises on a model that cannot run as one line."""
     try:
         return session.run(None, feeds)

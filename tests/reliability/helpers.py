@@ -22,7 +22,7 @@ ALPHA_PNG = "faces/face_recognition_examples/tests/test_images/32bit.png"
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-def clean_error(result, code: int, *fragments: str) -> str:  # noqa: ANN001 - click.testing.Result
+def clean_error(result, code: int, *fragments: str) -> str:  # click.testing.Result
     """Assert `facekit` failed with exit `code` and one line `Error: ...` holding every fragment, no traceback;
     returns that line."""
     assert result.exit_code == code, result.output
@@ -34,7 +34,7 @@ def clean_error(result, code: int, *fragments: str) -> str:  # noqa: ANN001 - cl
     return last
 
 
-def skipped(result, title: str, path: Path | str) -> str:  # noqa: ANN001
+def skipped(result, title: str, path: Path | str) -> str:
     """Assert a batch command ended 0 and listed `path` under the warning `title`; returns its line."""
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output, result.output

@@ -21,7 +21,7 @@ ORL = "faces/orl_aligned_112"
 
 
 @pytest.fixture(scope="module")
-def arcface_torch_backbones(shared_data):  # noqa: ANN201 - a module
+def arcface_torch_backbones(shared_data):  # a module
     """arcface_torch's backbones package from ../shared/oracles (fails under CI=true when missing)."""
     root = shared_data.parent / "oracles/arcface_torch/backbones"
     if not (root / "__init__.py").is_file():

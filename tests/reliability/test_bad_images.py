@@ -168,8 +168,8 @@ def test_8000_pixel_photo(cli, shared_data, scrfd, random_recognizer, huge_photo
     alive: set[int] = set()
     most = [0]
 
-    def counted(read_each):  # noqa: ANN001, ANN202
-        def read(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def counted(read_each):
+        def read(*args, **kwargs):
             for i, path, image in read_each(*args, **kwargs):
                 alive.add(id(image))
                 most[0] = max(most[0], len(alive))

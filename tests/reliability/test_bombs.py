@@ -106,7 +106,7 @@ def test_bomb_in_a_batch_keeps_the_good_results(cli, shared_data, scrfd, random_
     assert cv2.imwrite(str(thin), np.zeros((2, 30000, 3), np.uint8))
     original = OnnxDetector._input
 
-    def fails_on_obama2(self, image: np.ndarray, max_size: int | None):  # noqa: ANN202
+    def fails_on_obama2(self, image: np.ndarray, max_size: int | None):
         if image.shape[:2] == (1200, 626):
             raise cv2.error(
                 "OpenCV(4.13.0) resize.cpp:4208: error: (-215:Assertion failed) !ssize.empty() in function 'resize'\n"

@@ -29,7 +29,7 @@ def idx_lines(rec: Path) -> list[tuple[int, int]]:
     return [(int(k), int(v)) for k, v in (line.split() for line in (rec / "cele.idx").read_text().splitlines())]
 
 
-def fails_at_once(cli, rec: Path, tmp_path: Path, problem: str) -> None:  # noqa: ANN001
+def fails_at_once(cli, rec: Path, tmp_path: Path, problem: str) -> None:
     """inspect lists PROBLEM and train-recognize ends with `Error: PROBLEM` (exit 1, no model), within seconds."""
     start = time.monotonic()
     result = cli("inspect", rec)

@@ -18,7 +18,7 @@ def resnet_bytes() -> bytes:
     return (dlib_models() / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()
 
 
-def _import(cli, file: Path, out: Path, code: int, *fragments: str) -> str:  # noqa: ANN001 - the cli fixture
+def _import(cli, file: Path, out: Path, code: int, *fragments: str) -> str:  # the cli fixture
     line = clean_error(cli("import-model", "dlib-resnet", file, out), code, str(file), *fragments)
     assert not (out / "model.pt").exists() and not (out / "recognizer.onnx").exists()
     return line

@@ -35,7 +35,7 @@ def test_all_faces_match_recognize(cli, shared_data, scrfd, random_recognizer, k
         assert abs(float((gallery @ embeddings[row]).max()) - reported["similarity"]) <= 2e-5
 
 
-def knn_gallery_fingerprint(path) -> str:  # noqa: ANN001
+def knn_gallery_fingerprint(path) -> str:
     with h5py.File(path, "r") as g:
         return g.attrs["recognizer_fingerprint"].decode()
 

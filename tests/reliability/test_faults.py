@@ -16,7 +16,7 @@ import torch
 from .helpers import OBAMA, OBAMA2, copy, environment, facekit, temp_files, wait_for
 
 
-def interrupt(process: subprocess.Popen, ready) -> tuple[str, str]:  # noqa: ANN001 - ready: () -> bool
+def interrupt(process: subprocess.Popen, ready) -> tuple[str, str]:  # ready: () -> bool
     """Once `ready()`, Ctrl-C (SIGINT to the process group, as a terminal sends it); returns (stdout, stderr)."""
     try:
         wait_for(ready, process)
@@ -146,7 +146,7 @@ def test_ctrl_c_during_build_db_and_recognize(cli, shared_data, scrfd, random_re
     copy(shared_data / OBAMA2, people / "barack/2.jpg")
     detect, calls = FacePipeline.detect, []
 
-    def interrupted_at_the_second_photo(self, image):  # noqa: ANN001, ANN202
+    def interrupted_at_the_second_photo(self, image):
         calls.append(1)
         if len(calls) % 2 == 0:
             raise KeyboardInterrupt

@@ -49,7 +49,7 @@ def test_gallery_from_another_model(cli, shared_data, scrfd, knn_gallery, other_
     assert db.read_bytes() == before and not out.exists() and temp_files(tmp_path) == []
 
 
-def damaged(path, offset: int, size: int = 200) -> bytes:  # noqa: ANN001
+def damaged(path, offset: int, size: int = 200) -> bytes:
     data = bytearray(path.read_bytes())
     data[offset : offset + size] = bytes(range(size))
     return bytes(data)

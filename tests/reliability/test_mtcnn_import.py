@@ -30,7 +30,7 @@ def torch_bytes(obj: object) -> bytes:
     return buffer.getvalue()
 
 
-def import_fails(cli, source: Path, out: Path, *fragments: str) -> str:  # noqa: ANN001
+def import_fails(cli, source: Path, out: Path, *fragments: str) -> str:
     line = clean_error(cli("import-model", "mtcnn", source, out), 1, str(source), *fragments)
     assert not out.exists()
     return line

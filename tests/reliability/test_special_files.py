@@ -36,7 +36,7 @@ def fifo():
     watchdog = threading.Thread(target=unblock, daemon=True)
     watchdog.start()
 
-    def make(path):  # noqa: ANN001, ANN202
+    def make(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         os.mkfifo(path)
         made.append(path)

@@ -15,11 +15,11 @@ TINY_RECOGNIZE = ["--backbone", "mobilefacenet", "--embedding-size", 32, "--batc
                   "--workers", 2, "--no-onnx", "--lr", 0.01]  # fmt: skip
 
 
-def no_model(out) -> None:  # noqa: ANN001
+def no_model(out) -> None:
     assert not (out / "model.pt").exists() and not (out / "checkpoint.pt").exists()
 
 
-def inspect_finds(cli, path, problem: str) -> None:  # noqa: ANN001
+def inspect_finds(cli, path, problem: str) -> None:
     """`facekit inspect PATH` exits 1 and lists `problem`."""
     result = cli("inspect", path)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -89,7 +89,7 @@ def recognition(shared_data, tmp_path):
     return tmp_path / "rec"
 
 
-def idx_offsets(path) -> dict[int, int]:  # noqa: ANN001
+def idx_offsets(path) -> dict[int, int]:
     return {int(k): int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
 
 
