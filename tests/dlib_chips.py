@@ -105,12 +105,13 @@ def _matching(detector: object, image: np.ndarray, box: Sequence[float]) -> np.n
     return None
 
 
-def fit_template(photos: Sequence[Path], detector: object, work: Path) -> TemplateFit:
-    """dlib's chip geometry as a template for `detector`'s landmarks, fitted on the faces of `photos`."""
+def fit_template(photos: Sequence[Path], faces: Sequence[dict | None], detector: object) -> TemplateFit:
+    """dlib's chip geometry as a template for `detector`'s landmarks, fitted on the faces of `photos` (`faces`: dlib's
+    for each photo, dlib_faces(photos, "geometry", ...))."""
     from facekit.align import similarity_transform
 
     mapped, affines, landmarks = [], [], []
-    for path, face in zip(photos, dlib_faces(photos, "geometry", work), strict=True):
+    for path, face in zip(photos, faces, strict=True):
         if face is None:
             continue
         points = _matching(detector, cv2.imread(os.fspath(path), cv2.IMREAD_COLOR), face["box"])

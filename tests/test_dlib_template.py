@@ -51,8 +51,8 @@ def test_chip_transform_remakes_dlibs_chips(eval_photos, geometry):
         assert np.abs(ours.astype(np.float32) - chip).mean() < 2.0, path  # bilinear both; a wrong angle gives ~6
 
 
-def test_refit_on_unseen_people_lands_on_the_template(eval_photos, scrfd_detector, tmp_path):
-    fit = fit_template(eval_photos, scrfd_detector, tmp_path)
+def test_refit_on_unseen_people_lands_on_the_template(eval_photos, scrfd_detector, geometry):
+    fit = fit_template(eval_photos, geometry[0], scrfd_detector)
     assert fit.faces >= 40
     shift = np.linalg.norm(fit.template - DLIB_TEMPLATE, axis=1)
     assert shift.max() < 1.5, (fit.template, shift)  # per point, in 150-px chip pixels
