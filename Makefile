@@ -7,6 +7,12 @@ BIN := $(VENV)/bin
 # https://download.pytorch.org/whl/cpu (docker/Dockerfile.cpu), https://download.pytorch.org/whl/cu126 (.gpu).
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
+# What `make install` installs: the extras (train: torch and the training libraries; dev: tests, lint) and whether
+# editable. The images install regular (EDITABLE=) without dev: EXTRAS=train, or EXTRAS= to serve ONNX models only.
+# torch is installed only when EXTRAS holds train.
+EXTRAS ?= train,dev
+EDITABLE ?= -e
+comma := ,
 DEMO ?= demo
 DEMO_RECOGNIZE_EPOCHS ?= 8
 
@@ -15,8 +21,8 @@ DEMO_RECOGNIZE_EPOCHS ?= 8
 $(BIN)/facekit: setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned (the CPU wheel unless TORCH_INDEX says otherwise): never let pip resolve a multi-GB CUDA build.
-	$(BIN)/pip install --quiet '$(TORCH_SPEC)' $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(if $(filter train,$(subst $(comma), ,$(EXTRAS))),$(BIN)/pip install --quiet '$(TORCH_SPEC)' $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)))
+	$(BIN)/pip install --quiet $(EDITABLE) '.$(if $(EXTRAS),[$(EXTRAS)])'
 	touch $@
 
 install: $(BIN)/facekit

@@ -1,7 +1,7 @@
 """Detection speed on this machine: facekit's PyTorch and ONNX Runtime paths beside insightface's own SCRFD runner on
 the same ONNX files, and facekit's MTCNN cascade, at 640x480; and RetinaFace training images/s per step.
 
-    python bench/bench_detect.py [--iters 30] [--train-steps 5] [--batch 8]
+    python bench/bench_detect.py [--iters 30] [--train-steps 5] [--batch 8] [--smoke]
 
 Weights: ../shared/data/weights (Pytorch_Retinaface MobileNet-0.25, SCRFD-500M) and MTCNN's from the facenet-pytorch
 wheel (fetched once by tests/pypi_files.py). Prints one table.
@@ -77,7 +77,10 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="2 photos, 1 pass, 1 training step of 1: measures nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.iters, args.train_steps, args.batch = 1, 1, 1
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
     from insightface.model_zoo import get_model
@@ -90,7 +93,7 @@ def main() -> None:
     from facekit.runtime.mtcnn import MtcnnDetector
     from facekit.runtime.onnx_detector import OnnxDetector
 
-    images = photos()
+    images = photos()[:2] if args.smoke else photos()
     settings = DetectSettings(threshold=0.5, max_size=640)
     with tempfile.TemporaryDirectory() as tmp:
         import_pytorch_retinaface(SHARED / "weights/pytorch_retinaface_mnet025/mobilenet0.25_Final.pth", tmp)

@@ -1,5 +1,6 @@
-"""Top-k search time and peak memory: facekit's exact_search against faiss IndexFlatIP and scikit-learn's
-NearestNeighbors(algorithm="brute", metric="cosine"), on galleries of random unit vectors.
+"""Top-k search time and peak memory: facekit's exact_search (numpy) against the torch version facekit used before
+(bench/search_peer.py), faiss IndexFlatIP and scikit-learn's NearestNeighbors(algorithm="brute", metric="cosine"), on
+galleries of random unit vectors.
 
 Every (method, gallery, queries) cell runs in a fresh spawned process that imports only its own library, generates
 the gallery (seeded, in float32 blocks), notes ru_maxrss, prepares the method (faiss: IndexFlatIP.add, which copies
@@ -23,8 +24,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-METHODS = ("facekit", "faiss", "sklearn")
-MODULES = {"facekit": ("torch", "facekit.gallery.search"), "faiss": ("faiss",), "sklearn": ("sklearn.neighbors",)}
+METHODS = ("facekit", "torch", "faiss", "sklearn")
+MODULES = {
+    "facekit": ("facekit.gallery.search",),
+    "torch": ("torch", "search_peer"),
+    "faiss": ("faiss",),
+    "sklearn": ("sklearn.neighbors",),
+}
 BLOCK = 1024  # rows generated at a time: generating leaves ~4 MiB of slack in ru_maxrss
 
 
@@ -44,6 +50,10 @@ def prepare(method: str, gallery: np.ndarray, k: int) -> Callable[[np.ndarray], 
         from facekit.gallery.search import exact_search
 
         return lambda queries: exact_search(gallery, queries, k)
+    if method == "torch":
+        from search_peer import torch_exact_search
+
+        return lambda queries: torch_exact_search(gallery, queries, k)
     if method == "faiss":
         import faiss
 
@@ -85,7 +95,7 @@ def run_alone(*task: object) -> dict:
 
 
 def agreement(ours: dict, theirs: dict) -> str:
-    """'Q/Q' when facekit's top-1 equals faiss's for every query; mismatches within 1e-5 in score count as ties."""
+    """'Q/Q' when facekit's top-1 equals a peer's for every query; mismatches within 1e-5 in score count as ties."""
     same = ours["top1"] == theirs["top1"]
     ties = np.sum(~same & (np.abs(ours["s1"] - theirs["s1"]) <= 1e-5))
     return f"{same.sum()}/{len(same)}" + (f" ({ties} float ties)" if ties else "")
@@ -116,15 +126,15 @@ def main() -> None:
                 print(f"{n:>9,} x {q:>5,} {method:<8}{cell[method]['ms']:>12,.1f} ms", file=sys.stderr, flush=True)
             rows.append((n, q, cell))
 
-    print(f"| gallery | queries | {' | '.join(f'{m} ms' for m in METHODS)} | facekit/faiss | ", end="")
-    print(f"{' | '.join(f'{m} MiB' for m in METHODS)} | facekit top-1 = faiss |")
-    print("|" + "---:|" * (4 + 2 * len(METHODS)))
+    print(f"| gallery | queries | {' | '.join(f'{m} ms' for m in METHODS)} | facekit/torch | facekit/faiss | ", end="")
+    print(f"{' | '.join(f'{m} MiB' for m in METHODS)} | facekit top-1 = torch | facekit top-1 = faiss |")
+    print("|" + "---:|" * (6 + 2 * len(METHODS)))
     for n, q, cell in rows:
         times = " | ".join(f"{cell[m]['ms']:,.1f}" + ("" if cell[m]["runs"] == args.repeats else "*") for m in METHODS)
         memory = " | ".join(f"{cell[m]['mib']:,.0f}" for m in METHODS)
-        ratio = cell["facekit"]["ms"] / cell["faiss"]["ms"]
-        top1 = agreement(cell["facekit"], cell["faiss"])
-        print(f"| {n:,} x {args.dim} | {q:,} | {times} | {ratio:.2f} | {memory} | {top1} |")
+        ratios = " | ".join(f"{cell['facekit']['ms'] / cell[peer]['ms']:.2f}" for peer in ("torch", "faiss"))
+        top1 = " | ".join(agreement(cell["facekit"], cell[peer]) for peer in ("torch", "faiss"))
+        print(f"| {n:,} x {args.dim} | {q:,} | {times} | {ratios} | {memory} | {top1} |")
 
     import faiss
     import sklearn

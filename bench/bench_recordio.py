@@ -6,6 +6,7 @@ and decode with the same call, `cv2.imdecode(buf, cv2.IMREAD_COLOR)`. MXNet runs
 
     python bench/bench_recordio.py            # cele.rec + a generated 50,000-record set
     python bench/bench_recordio.py --quick    # a smaller set, well under a minute
+    python bench/bench_recordio.py --smoke    # 300 generated records, 300 reads, one run: measures nothing
 """
 
 from __future__ import annotations
@@ -157,8 +158,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, help="records in the generated set (default 50000, 3000 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a small generated set and fewer reads of cele.rec")
     parser.add_argument("--repeat", type=int, default=3, help="runs of every measurement, best kept (default 3)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sets, one run: measures nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.records, args.repeat = args.records or 300, 1  # 3 batches: the 2-worker rows time all but the first
     records = args.records or (3000 if args.quick else 50000)
+    cele_reads = 300 if args.smoke else 3000 if args.quick else 30000
     sys.path.insert(0, str(ROOT / "tests"))
     from mxnet_env import start_mxnet
 
@@ -168,7 +173,7 @@ def main() -> None:
         write_recognition_set(tmp / "generated", perturbed_faces(records), image_size=(112, 112))
         print(f"generated {records} records in {time.perf_counter() - start:.1f} s\n")
         sets = {
-            "cele.rec (300 faces)": (SHARED / "layouts/recognition_train_data/cele.rec", 3000 if args.quick else 30000),
+            "cele.rec (300 faces)": (SHARED / "layouts/recognition_train_data/cele.rec", cele_reads),
             f"generated ({records} faces)": (tmp / "generated" / "cele.rec", records),
         }
         rng = np.random.default_rng(0)

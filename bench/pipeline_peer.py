@@ -30,10 +30,14 @@ SPINNING = "session.intra_op.allow_spinning"  # onnxruntime session config key, 
 
 
 class Stopwatch:
-    """Seconds spent inside wrapped callables, summed by stage."""
+    """Seconds summed by stage: told by facekit's pipeline (`add`, its on_stage hook), or spent inside wrapped
+    callables (insightface's, which has no such hook)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
 
     def wrap(self, stage: str, fn: Callable) -> Callable:
         def timed(*args, **kwargs):
@@ -156,17 +160,13 @@ def run_insightface(paths: list[Path], app: FaceAnalysis, gallery: Gallery, thre
     return Pass(seconds, faces, stages)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def pairs(boxes_a: list[np.ndarray], boxes_b: list[np.ndarray], minimum: float = 0.5) -> list[tuple[int, int, float]]:
-    """Greedy one-to-one matching by IoU (highest first, at least `minimum`): [(index in a, index in b, IoU)]."""
-    candidates = sorted(((iou(a, b), i, j) for i, a in enumerate(boxes_a) for j, b in enumerate(boxes_b)), reverse=True)
+    """Greedy one-to-one matching of (x1, y1, x2, y2) boxes by IoU (highest first, at least `minimum`): [(index in a,
+    index in b, IoU)]."""
+    from facekit.detection.overlap import box_iou
+
+    overlaps = box_iou(np.asarray(boxes_a), np.asarray(boxes_b))  # [A, B]
+    candidates = sorted(((float(overlaps[i, j]), i, j) for i, j in np.ndindex(overlaps.shape)), reverse=True)
     used_a, used_b, out = set(), set(), []
     for overlap, i, j in candidates:
         if overlap >= minimum and i not in used_a and j not in used_b:

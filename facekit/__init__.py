@@ -10,3 +10,8 @@ __version__ = "0.1.0"
 # set wins).
 DEFAULT_MAX_PIXELS = 100_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
+
+# The side of ArcFace's aligned crops, the frame of facekit.align's template and the default crop size everywhere:
+# here, where the CLI reads it without importing numpy.
+ARCFACE_SIZE = 112
+DEFAULT_JPEG_QUALITY = 95  # of the JPEGs facekit writes: aligned crops, packed and example images

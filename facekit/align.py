@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from facekit import ARCFACE_SIZE
+
 # ArcFace 112x112 template, the reference for every aligned crop facekit makes or reads.
 ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
 )
-ARCFACE_SIZE = 112
 
 # dlib's face chips (get_face_chip_details(shape, 150, 0.25), which dlib_face_recognition_resnet_model_v1 was trained
 # on) as a template for SCRFD-style landmarks at 150x150. dlib places its chip by its own 5 points (eye corners, base

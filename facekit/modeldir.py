@@ -19,6 +19,7 @@ from facekit.errors import DataFormatError, MissingDataError
 from facekit.fileio import atomic_write
 
 MODEL_FILE = "model.pt"
+ONNX_FILES = {"detector": "detector.onnx", "recognizer": "recognizer.onnx"}  # a model directory's export, by kind
 
 
 def save_model(
@@ -43,6 +44,14 @@ def save_model(
     with atomic_write(out / "config.yaml") as f:
         yaml.safe_dump({"kind": kind, "facekit_version": __version__, **config}, f, sort_keys=False)
     return out / MODEL_FILE
+
+
+def save_torch_file(payload: dict, path: str | os.PathLike) -> None:
+    """torch.save(payload) to `path` (written in place: the caller makes it atomic)."""
+    import torch
+
+    with open(path, "wb") as f:
+        torch.save(payload, f)
 
 
 def read_torch_file(path: str | os.PathLike, data: bytes | None = None) -> object:

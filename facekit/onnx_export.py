@@ -8,12 +8,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from facekit.fileio import atomic_path
 
 if TYPE_CHECKING:
     import onnx
+    import torch
 
 
 def export_onnx(
@@ -30,6 +29,8 @@ def export_onnx(
     """Export `module` (in eval mode) traced on `example` to `path`; the input is named "input.1" as in
     insightface's files. All weights go inside the file (external_data=False); `metadata` goes into the model's
     metadata_props, and with `digest_key` also weights_digest() of the written model under that key."""
+    import torch  # here, not above: the ONNX serving path checks weights_digest() without torch
+
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter warns about itself
         torch.onnx.export(

@@ -27,3 +27,8 @@ def dumps(value: Any, **kwargs: Any) -> str:
 def dump(value: Any, f: IO[str], **kwargs: Any) -> None:
     """json.dump of finite(value), never NaN or Infinity (allow_nan=False)."""
     json.dump(finite(value), f, allow_nan=False, **kwargs)
+
+
+def rounded(value: float | None, digits: int) -> float | None:
+    """`value` rounded to `digits` decimals for a metrics file; None for None, NaN and infinities."""
+    return round(float(value), digits) if value is not None and math.isfinite(value) else None

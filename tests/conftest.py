@@ -13,6 +13,13 @@ SHARED_DATA = Path(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The 5-minute ORL recognizer stays out of `make check`: a test that requests it must be marked slow."""
+    unmarked = [i.nodeid for i in items if "orl_recognizer" in i.fixturenames and not i.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError(f"tests that train the ORL recognizer must be marked slow: {', '.join(unmarked)}")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real test data folder (../shared/data relative to the project root)."""
@@ -44,16 +51,21 @@ def cli(runner: CliRunner):
 def orl_recognizer(shared_data, tmp_path_factory) -> Path:
     """A recognizer trained from scratch through the CLI on ORL s1-s30 (layouts/recognition_train_data, ~5 min on 2
     CPU cores) with train-recognize's defaults (the small-dataset recipe, augmentation), validated on orl_val.bin
-    (s31-s40): the model directory, with recognizer.onnx. Shared by the train-recognize and gallery tests so that
-    CI trains it once."""
+    (s31-s40): the model directory, with recognizer.onnx. Shared by the train-recognize and gallery tests; trained
+    once per recipe, data and facekit source (tests/trained_cache.py) and copied from ~/.cache/facekit after that."""
+    from trained_cache import cached_model, recipe_key
+
     from facekit.cli import main
 
-    out = tmp_path_factory.mktemp("orl_recognizer") / "model"
     args = ["--backbone", "mobilefacenet", "--workers", "2"]  # no recipe flag: the defaults are what is tested
     data = shared_data / "layouts/recognition_train_data"
-    result = CliRunner().invoke(main, ["train-recognize", str(data), str(out), *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
+
+    def train(out: Path) -> None:
+        result = CliRunner().invoke(main, ["train-recognize", str(data), str(out), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+    key = recipe_key(["train-recognize", *args], data, ["facekit.cli", "facekit.cli.train_recognize"])
+    return cached_model("orl_recognizer", key, train, tmp_path_factory.mktemp("orl_recognizer") / "model")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,10 @@ from facekit.recognition.config import RecognizerConfig
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize(
+    "name",  # the deep iresnets are slow; the shallow ones run the same blocks in make check
+    [pytest.param(n, marks=pytest.mark.slow) if n in ("iresnet100", "iresnet200") else n for n in sorted(BACKBONES)],
+)
 def test_backbone_forward_backward_channels_last(name):
     torch.manual_seed(0)
     model = create_backbone(name, embedding_size=128)  # train mode: a fresh IResNet overflows in eval mode

@@ -26,6 +26,7 @@ def test_detection_train_usage(args):
     assert result.stderr.startswith("usage: run_face_detection_train.sh data_path model_output_path")
 
 
+@pytest.mark.slow  # ~35 s; quick: test_detection_train_usage, test_gallery_cli.py::test_bin_scripts_run_the_workflow
 def test_detection_train_runs_with_extra_options_and_env(tmp_path):
     from facekit.data.synthetic import make_example_data
 

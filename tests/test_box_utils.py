@@ -1,4 +1,4 @@
-"""Prior boxes, IoU, box/landmark coding, matching and NMS against hand-worked numbers."""
+"""Prior boxes, IoU, box/landmark coding and matching against hand-worked numbers (NMS: tests/test_overlap.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from facekit.detection.box_utils import (
     encode,
     encode_landmarks,
     match,
-    nms,
     point_form,
     prior_boxes,
 )
@@ -92,15 +91,6 @@ def test_match_without_faces():
         torch.zeros(0, 4), torch.zeros(0, 5, 2), torch.zeros(0, dtype=torch.bool), prior_boxes((16, 16), [[8]], [8])
     )
     assert labels.sum() == 0 and loc.shape == (4, 4) and landm.shape == (4, 10) and not weight.any()
-
-
-def test_nms():
-    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]], dtype=torch.float32)
-    scores = torch.tensor([0.9, 0.95, 0.5, 0.1])
-    # 1 (0.95) wins over 0 (IoU 81/119 = 0.68) and 3; 2 is apart
-    assert nms(boxes, scores, 0.5).tolist() == [1, 2]
-    assert nms(boxes, scores, 0.7).tolist() == [1, 0, 2]
-    assert nms(boxes[:0], scores[:0], 0.5).tolist() == []
 
 
 @pytest.mark.parametrize("size", [(37, 53), (480, 640)])

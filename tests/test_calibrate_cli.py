@@ -89,6 +89,7 @@ def test_calibrate_on_raw_photos_detects_and_aligns_them(cli, shared_data, rando
     assert found["detector"] == "ONNX scrfd_500m_bnkps.onnx" and found["source"] == str(raw)
 
 
+@pytest.mark.slow  # ~15 s; quick: test_write_on_bare_onnx_files_keeps_their_fingerprint
 def test_write_keeps_galleries_of_the_model_working(cli, shared_data, exported, scrfd, people3, tmp_path):
     import yaml
 

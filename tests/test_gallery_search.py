@@ -47,7 +47,10 @@ def test_exact_matches_brute_force(n: int, q: int, k: int, block_rows: int | Non
     np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
 
 
-@pytest.mark.parametrize(("n", "block_rows"), [(20000, None), (20000, 4096), (300, 1), (3000, 7), (3000, 100)])
+# 10007 and (20000, 4100): blocks whose width is not a multiple of GROUP (the fast path plus tail columns)
+@pytest.mark.parametrize(
+    ("n", "block_rows"), [(20000, None), (20000, 4096), (20000, 4100), (10007, None), (300, 1), (3000, 7), (3000, 100)]
+)
 def test_exact_ties_go_to_the_lower_index(n: int, block_rows: int | None):
     # Small integers: every score is exact in float32, most are tied (including 0.0 against -0.0)
     rng = np.random.default_rng(1)

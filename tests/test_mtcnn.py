@@ -11,7 +11,7 @@ import pytest
 import torch
 from detection_helpers import dlib_train_matches, run_detect
 
-from facekit.detection.box_utils import box_iou, nms
+from facekit.detection.box_utils import box_iou
 from facekit.detection.mtcnn import WHEEL_FOLDER, calibrate, pyramid_scales, square, window_boxes
 
 KNN = "faces/face_recognition_examples/examples/knn_examples"
@@ -49,6 +49,8 @@ def test_crop_squares_black_outside_the_image():
 
 def test_nms_over_the_smaller_box():
     """A small box inside a stronger big one: IoU 0.25 keeps it, overlap over the smaller area (1.0) drops it."""
+    from facekit.runtime.mtcnn import nms
+
     boxes = torch.tensor([[0.0, 0.0, 20.0, 20.0], [5.0, 5.0, 15.0, 15.0]])
     scores = torch.tensor([0.9, 0.8])
     assert box_iou(boxes, boxes, smaller=True)[0, 1] == 1.0

@@ -19,6 +19,19 @@ from facekit.recognition.export import ONNX_FILE, export_arcface_onnx
 from facekit.recognition.modelfile import save_recognizer
 from facekit.runtime.recognizer import RAW_RGB, OnnxRecognizer, TorchRecognizer, load_face_recognizer
 
+# insightface's 5-point ArcFace template at 112 x 112 (left eye, right eye, nose, mouth left, mouth right), typed from
+# insightface's python-package/insightface/utils/face_align.py (`arcface_dst`, used by its norm_crop): the expectation,
+# written independently of facekit.align.
+ARCFACE_DST = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+)
+
+
+def test_expected_template_is_insightfaces():
+    from insightface.utils.face_align import arcface_dst
+
+    np.testing.assert_allclose(ARCFACE_DST, arcface_dst, rtol=0, atol=1e-4)
+
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
@@ -65,7 +78,8 @@ def test_torch_onnx_and_insightface_agree(model_dir, crops):
 def test_load_face_recognizer_dispatch_and_attributes(model_dir):
     torch_rec = load_face_recognizer(model_dir / "model.pt")
     assert isinstance(torch_rec, TorchRecognizer) and torch_rec.name == "facekit iresnet18 (PyTorch)"
-    assert torch_rec.config.threshold == 0.3 and torch_rec.config.template[2] == (56.0252, 71.7366)
+    assert torch_rec.config.threshold == 0.3
+    np.testing.assert_allclose(torch_rec.config.template, ARCFACE_DST, rtol=0, atol=1e-4)
     onnx_rec = load_face_recognizer(model_dir / ONNX_FILE)
     assert isinstance(onnx_rec, OnnxRecognizer) and onnx_rec.fixed_batch is None
     for rec, file in [(torch_rec, "model.pt"), (onnx_rec, ONNX_FILE)]:
@@ -152,15 +166,16 @@ def test_bad_onnx_files_are_one_line_errors(shared_data, tmp_path):
 
 
 def test_insightface_crops_and_when_a_recognizer_needs_its_canvas():
-    from facekit.align import ARCFACE_TEMPLATE, template
     from facekit.recognition.export import insightface_template, needs_canvas
 
-    np.testing.assert_allclose(insightface_template(224), template(224))
-    np.testing.assert_allclose(insightface_template(128), ARCFACE_TEMPLATE + [8, 0])  # norm_crop's 128 rule
+    # insightface's estimate_norm: sizes divisible by 112 scale the template by size / 112; others by size / 128
+    # and shift it 8 size / 128 px to the right
+    np.testing.assert_allclose(insightface_template(224), ARCFACE_DST * 2, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(insightface_template(128), ARCFACE_DST + [8, 0], rtol=0, atol=1e-4)
     assert insightface_template(150) is None
     assert not needs_canvas(RecognizerConfig(backbone="iresnet18"))
     assert needs_canvas(RecognizerConfig(backbone="dlib_resnet", embedding_size=128))  # 150, dlib's chips
-    shifted = [[x + 1, y] for x, y in template(112)]  # insightface would align it otherwise
+    shifted = [[x + 1, y] for x, y in ARCFACE_DST]  # insightface would align it otherwise
     assert needs_canvas(RecognizerConfig(backbone="iresnet18", template=shifted))
 
 

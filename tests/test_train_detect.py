@@ -136,6 +136,17 @@ def test_resume_without_checkpoint_is_a_clean_error(cli, orl_faces, tmp_path):
     assert result.exit_code == 1 and "checkpoint.pt: no checkpoint to resume from" in result.output
 
 
+def test_resume_from_a_checkpoint_of_another_model_is_a_clean_error(cli, orl_faces, tmp_path):
+    """A checkpoint.pt whose weights do not fit the model (another body, a hand-made file): one line, exit 1."""
+    data = write_layout(tmp_path / "data", orl_faces, {"train": 2}, size=96, seed=2)
+    (tmp_path / "m").mkdir()
+    torch.save({"epoch": 1, "model": {"conv.weight": torch.zeros(1)}}, tmp_path / "m/checkpoint.pt")
+    result = cli("train-detect", data, tmp_path / "m", "--resume", "--epochs", 1, "--workers", 0)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    last = result.output.rstrip("\n").splitlines()[-1]
+    assert last.startswith(f"Error: {tmp_path / 'm/checkpoint.pt'}: not a checkpoint of this training"), last
+
+
 def test_missing_train_split(cli, tmp_path):
     (tmp_path / "d").mkdir()
     result = cli("train-detect", tmp_path / "d", tmp_path / "m")

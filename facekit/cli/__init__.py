@@ -39,6 +39,9 @@ COMMANDS: dict[str, str] = {
     "embed": "facekit.cli.embed:embed_cmd",
 }
 
+# modules of the `train` extra (setup.cfg) -> what to call them when a command needs one that is not installed
+TRAIN_EXTRA = {"torch": "PyTorch", "tensorboard": "TensorBoard", "scipy": "SciPy", "sklearn": "scikit-learn"}
+
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported when used, and whose errors become one-line messages."""
@@ -63,6 +66,12 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("facekit: interrupted", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as exc:  # a serving-only install: the one place a missing extra is named
+            needed = TRAIN_EXTRA.get((exc.name or "").partition(".")[0])
+            if needed is None:
+                raise
+            command = f"facekit {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "facekit"
+            raise click.ClickException(f"{command} needs {needed}: pip install 'facekit[train]'") from None
 
 
 def _one_line(message: str) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.prepare import CROP_SIZE, align_options, detect_only, load_aligner, report_crops
+from facekit import ARCFACE_SIZE, DEFAULT_JPEG_QUALITY
+from facekit.cli.prepare import align_options, detect_only, load_aligner, report_crops
 
 existing = click.Path(exists=True, path_type=Path)
 
@@ -66,11 +67,15 @@ def inspect_cmd(path: Path, json: bool) -> None:
 @click.option(
     "--size",
     type=click.IntRange(min=16),
-    help=f"Expected (or, with --resize / --detect, made) square size [default: {CROP_SIZE}, or the recognizer's].",
+    help=f"Expected (or, with --resize / --detect, made) square size [default: {ARCFACE_SIZE}, or the recognizer's].",
 )
 @click.option("--resize", is_flag=True, help="Resize images that are not SIZE x SIZE instead of refusing them.")
 @click.option(
-    "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of re-encodes."
+    "--quality",
+    default=DEFAULT_JPEG_QUALITY,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="JPEG quality of re-encodes.",
 )
 @align_options(detect_required=False)
 def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int | None, resize: bool, quality: int,
@@ -105,7 +110,7 @@ def pack_rec_cmd(image_folders: Path, output_dir: Path, size: int | None, resize
         return
     from facekit.data.pack import pack_identity_folders
 
-    result = pack_identity_folders(image_folders, output_dir, size=size or CROP_SIZE, resize=resize, quality=quality,
+    result = pack_identity_folders(image_folders, output_dir, size=size or ARCFACE_SIZE, resize=resize, quality=quality,
                                    max_pixels=max_pixels)  # fmt: skip
     click.echo(
         f"packed {result.images} images of {len(result.identities)} identities into {output_dir} "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, RegistryChoice, detector_bodies, detector_options
+from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, RegistryChoice, backbones, detector_bodies, detector_options
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,6 @@ IMPORT_HELP = "\n\n".join(
 )
 
 
-def _backbones() -> list[str]:
-    from facekit.recognition.backbones import BACKBONES
-
-    return list(BACKBONES)
-
-
 @click.command("import-model", help=IMPORT_HELP)
 @click.argument("source", type=click.Choice(sorted(IMPORTERS)))
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
@@ -68,7 +62,7 @@ def _backbones() -> list[str]:
 @click.option("--body", type=RegistryChoice(detector_bodies), help="Override the body read from the keys.")
 @click.option(
     "--backbone",
-    type=RegistryChoice(_backbones),
+    type=RegistryChoice(backbones),
     default="iresnet50",
     show_default=True,
     help="arcface-torch: the backbone's architecture (its train config's `network`).",

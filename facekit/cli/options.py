@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
@@ -25,6 +25,10 @@ ANNOTATED_HELP = (
     "nor inside one."
 )
 FLIP = click.option("--flip/--no-flip", default=False, show_default=True, help="Average each face with its mirror.")
+DET_THRESHOLD = click.option(
+    "--det-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Minimum face score."
+)
+FACE_ANALYSIS_MAX_SIZE = 640  # --max-size where faces are found to be recognized or aligned (FaceAnalysis's det_size)
 
 
 def _opencv_limit(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
@@ -111,14 +115,13 @@ def pipeline_options(batch: bool = True) -> Callable:
         DEVICE,
         click.option(
             "--max-size",
-            default=640,
+            default=FACE_ANALYSIS_MAX_SIZE,
             show_default=True,
             type=click.IntRange(min=0),
-            help=MAX_SIZE_HELP + " 640 as insightface's FaceAnalysis: portraits' large faces need it.",
+            help=MAX_SIZE_HELP + f" {FACE_ANALYSIS_MAX_SIZE} as insightface's FaceAnalysis: portraits' large faces "
+            "need it.",
         ),
-        click.option(
-            "--det-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Minimum face score."
-        ),
+        DET_THRESHOLD,
         MAX_PIXELS,
     ]
     if batch:
@@ -138,9 +141,10 @@ def compose(options: list[Callable]) -> Callable:
 
 
 class RegistryChoice(click.Choice):
-    """A click.Choice over a registry's keys, read when first needed (so `facekit --help` imports no torch)."""
+    """A click.Choice over the names `load()` returns (a facekit.registry.Registry, any iterable of names), read
+    when first needed (so `facekit --help` imports no torch)."""
 
-    def __init__(self, load: Callable[[], list[str]]) -> None:
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
         self._load = load
         self._choices: list[str] | None = None
         super().__init__([])
@@ -156,8 +160,22 @@ class RegistryChoice(click.Choice):
         pass
 
 
-def detector_bodies() -> list[str]:
+def detector_bodies() -> Iterable[str]:
     """The registered RetinaFace bodies (facekit.detection.model.BODIES), for RegistryChoice."""
     from facekit.detection.model import BODIES
 
-    return list(BODIES)
+    return BODIES
+
+
+def backbones() -> Iterable[str]:
+    """The registered recognition backbones (facekit.recognition.backbones.BACKBONES), for RegistryChoice."""
+    from facekit.recognition.backbones import BACKBONES
+
+    return BACKBONES
+
+
+def losses() -> Iterable[str]:
+    """The registered recognition losses (facekit.recognition.losses.LOSSES), for RegistryChoice."""
+    from facekit.recognition.losses import LOSSES
+
+    return LOSSES

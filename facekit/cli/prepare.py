@@ -8,9 +8,19 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import BACKEND, DEVICE, MAX_PIXELS, MAX_SIZE_HELP, compose, listing, pick_option
+from facekit import ARCFACE_SIZE, DEFAULT_JPEG_QUALITY
+from facekit.cli.options import (
+    BACKEND,
+    DET_THRESHOLD,
+    DEVICE,
+    FACE_ANALYSIS_MAX_SIZE,
+    MAX_PIXELS,
+    MAX_SIZE_HELP,
+    compose,
+    listing,
+    pick_option,
+)
 
-CROP_SIZE = 112  # the ArcFace template's own size (facekit.align.ARCFACE_SIZE)
 FOLDERS = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
@@ -37,18 +47,12 @@ def align_options(detect_required: bool) -> Callable:
             pick_option(),
             click.option(
                 "--max-size",
-                default=640,
+                default=FACE_ANALYSIS_MAX_SIZE,
                 show_default=True,
                 type=click.IntRange(min=0),
-                help=MAX_SIZE_HELP + " 640 as build-db.",
+                help=MAX_SIZE_HELP + f" {FACE_ANALYSIS_MAX_SIZE} as build-db.",
             ),
-            click.option(
-                "--det-threshold",
-                default=0.5,
-                show_default=True,
-                type=click.FloatRange(0, 1),
-                help="Minimum face score.",
-            ),
+            DET_THRESHOLD,
             click.option(
                 "--workers",
                 default=1,
@@ -65,7 +69,7 @@ def align_options(detect_required: bool) -> Callable:
 
 def load_aligner(detect_model: Path, backend: str, device: str, size: int | None, pick: str, max_size: int,
                  det_threshold: float, max_pixels: int, recognizer_model: Path | None = None):  # fmt: skip
-    """(detector, AlignSettings) from the align options: crops of `size` (None: CROP_SIZE) on ArcFace's template,
+    """(detector, AlignSettings) from the align options: crops of `size` (None: ARCFACE_SIZE) on ArcFace's template,
     or of `recognizer_model`'s own size and template."""
     from facekit.runtime.detector import load_face_detector
     from facekit.runtime.prepare import AlignSettings
@@ -78,7 +82,7 @@ def load_aligner(detect_model: Path, backend: str, device: str, size: int | None
             raise click.BadParameter("the recognizer's input size is the crop size; give one", param_hint="'--size'")
         recognizer = load_face_recognizer(recognizer_model, device, backend)
         size, points = recognizer.input_size, tuple(map(tuple, recognizer.template.tolist()))
-    settings = AlignSettings(size=size or CROP_SIZE, pick=pick, max_size=max_size or None, threshold=det_threshold,
+    settings = AlignSettings(size=size or ARCFACE_SIZE, pick=pick, max_size=max_size or None, threshold=det_threshold,
                              max_pixels=max_pixels, template=points)  # fmt: skip
     return load_face_detector(detect_model, device, backend), settings
 
@@ -103,10 +107,14 @@ def report_crops(crops: object, pick: str) -> None:
 @click.argument("src", type=FOLDERS)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--size", type=click.IntRange(min=16), help=f"Crop side (pixels) [default: {CROP_SIZE}, or the recognizer's]."
+    "--size", type=click.IntRange(min=16), help=f"Crop side (pixels) [default: {ARCFACE_SIZE}, or the recognizer's]."
 )
 @click.option(
-    "--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality of the crops."
+    "--quality",
+    default=DEFAULT_JPEG_QUALITY,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="JPEG quality of the crops.",
 )
 @click.option("--force", is_flag=True, help="Redo everything when OUT was aligned with other settings.")
 @align_options(detect_required=True)
@@ -158,7 +166,9 @@ def align_cmd(src: Path, out: Path, size: int | None, recognizer_model: Path | N
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same pairs.")
 @click.option(
-    "--size", type=click.IntRange(min=16), help=f"Crop side with --detect [default: {CROP_SIZE}, or the recognizer's]."
+    "--size",
+    type=click.IntRange(min=16),
+    help=f"Crop side with --detect [default: {ARCFACE_SIZE}, or the recognizer's].",
 )
 @align_options(detect_required=False)
 def make_bin_cmd(identity_folders: Path, out: Path, pairs: int, seed: int, size: int | None,

@@ -7,23 +7,11 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import RegistryChoice
+from facekit.cli.options import RegistryChoice, backbones, losses
 
 RECIPE = "from the recipe"
 UNIT = click.FloatRange(0, 1)
 AUGMENT = ("flip", "crop", "color", "grey", "blur", "lowres", "erase", "rotate")
-
-
-def _backbones() -> list[str]:
-    from facekit.recognition.backbones import BACKBONES
-
-    return list(BACKBONES)
-
-
-def _losses() -> list[str]:
-    from facekit.recognition.losses import LOSSES
-
-    return list(LOSSES)
 
 
 def _loss_params(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -52,10 +40,10 @@ def _typed_loss_params(ctx: click.Context, loss: str, texts: dict[str, str]) -> 
 @click.argument("data_path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("model_output_path", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--backbone", type=RegistryChoice(_backbones), show_default="iresnet50, or the --pretrained facekit model's"
+    "--backbone", type=RegistryChoice(backbones), show_default="iresnet50, or the --pretrained facekit model's"
 )
 @click.option("--embedding-size", type=click.IntRange(min=2), show_default="512, or the --pretrained facekit model's")
-@click.option("--loss", type=RegistryChoice(_losses), default="arcface", show_default=True)
+@click.option("--loss", type=RegistryChoice(losses), default="arcface", show_default=True)
 @click.option(
     "--loss-param",
     "loss_params",

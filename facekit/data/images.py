@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekit import DEFAULT_MAX_PIXELS
+from facekit import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
 from facekit.data.headers import image_size
 from facekit.errors import FacekitError, ImageDecodeError, MissingDataError, ModelError
 
@@ -163,7 +163,7 @@ def list_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+def encode_jpeg(image: np.ndarray, quality: int = DEFAULT_JPEG_QUALITY) -> bytes:
     import cv2
 
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -15,6 +15,7 @@ from facekit.data.images import decode_image, is_image_file, read_file
 from facekit.errors import FacekitError, LayoutError, MissingDataError
 
 SPLITS = ("train", "val", "test")
+GALLERY_SUFFIXES = (".h5", ".hdf5")  # what makes a file a gallery (facekit.gallery.store; data_layouts/gallery.md)
 
 
 @dataclass
@@ -54,7 +55,7 @@ def detect_layout(path: str | os.PathLike) -> str:
             return "verification_bin"
         if p.suffix == ".rec":
             return "recognition_train_data"
-        if p.suffix in (".h5", ".hdf5"):
+        if p.suffix in GALLERY_SUFFIXES:
             return "gallery"
         raise LayoutError(f"{p}: not a layout facekit knows (expected a folder, a .rec, a .bin or a gallery .h5)")
     if any((p / s / "label.txt").is_file() for s in SPLITS):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facekit import DEFAULT_MAX_PIXELS
+from facekit import ARCFACE_SIZE, DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
 from facekit.data.folders import scan_identity_folders
 from facekit.data.images import decode_image, encode_jpeg, read_file
 from facekit.data.lst import Property
@@ -30,9 +30,9 @@ def pack_identity_folders(
     src: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    size: int = 112,
+    size: int = ARCFACE_SIZE,
     resize: bool = False,
-    quality: int = 95,
+    quality: int = DEFAULT_JPEG_QUALITY,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PackResult:
     """Pack `src/<person>/<image>` into `out_dir/{cele.rec, cele.idx, cele.lst, property}`.

@@ -1,4 +1,4 @@
-"""Prior boxes, IoU matching, box and landmark coding, NMS: pure tensor functions.
+"""Prior boxes, IoU matching, box and landmark coding: pure tensor functions (NMS, in numpy: detection.overlap).
 
 Conventions: corner boxes are (x1, y1, x2, y2); centre boxes (cx, cy, w, h); priors are centre boxes normalised by
 the image size; variances are (centre, size) = (0.1, 0.2) as in RetinaFace.
@@ -118,21 +118,3 @@ def match(
     landm = encode_landmarks(landmarks[best_truth], priors, variances)
     landm_weight = landmark_mask[best_truth] & labels.bool()
     return loc, labels, landm, landm_weight
-
-
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *, smaller: bool = False) -> torch.Tensor:
-    """Greedy non-maximum suppression: indices [K] of the kept boxes (corners [N, 4]), by decreasing score.
-    smaller: overlap measured over the smaller box's area (box_iou's `smaller`)."""
-    order = scores.argsort(descending=True)
-    boxes = boxes[order]
-    if len(boxes) == 0:
-        return order
-    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
-    iou = box_iou(boxes, boxes, smaller=smaller) > iou_threshold  # [N, N]; callers cap N with a top-k first
-    keep = []
-    for i in range(len(boxes)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i]
-    return order[torch.tensor(keep, dtype=torch.long)]

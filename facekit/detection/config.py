@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from facekit.detection.model import BODIES
+from facekit.modeldir import ONNX_FILES
 from facekit.norms import NORMALIZATIONS, Normalization
+
+ONNX_FILE = ONNX_FILES["detector"]  # the SCRFD-layout export's name inside a detector model directory
 
 
 @dataclass(frozen=True)

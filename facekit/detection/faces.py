@@ -1,16 +1,15 @@
-"""What every detector returns and is tuned by: the detected `Face`, `DetectSettings`, the shared pre- and
-post-processing (scale the photo down, threshold + top-k + NMS) and a RetinaFace network run as a detector. Training
-validates with these and facekit.runtime serves with them, so they live here, below both."""
+"""What every detector returns and is tuned by: the detected `Face`, `DetectSettings` and the shared pre- and
+post-processing (scale the photo down, threshold + top-k + NMS), in numpy: the ONNX serving path runs without torch.
+Training validates with these and facekit.runtime serves with them, so they live here, below both. A RetinaFace
+network run as a detector is in facekit.detection.net (PyTorch)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from facekit.detection.box_utils import decode, decode_landmarks, nms, prior_boxes
-from facekit.detection.config import DetectorConfig
+from facekit.detection.overlap import nms
 
 
 @dataclass
@@ -56,53 +55,14 @@ def resize_for_detection(image: np.ndarray, max_size: int | None) -> tuple[np.nd
 
 
 def postprocess(
-    boxes: torch.Tensor, scores: torch.Tensor, landmarks: torch.Tensor | None, settings: DetectSettings, scale: float
+    boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray | None, settings: DetectSettings, scale: float
 ) -> list[Face]:
     """Pixel-space candidates (boxes [N, 4], scores [N], landmarks [N, 5, 2]) -> faces after threshold, top-k, NMS."""
     keep = scores > settings.threshold
     boxes, scores = boxes[keep], scores[keep]
     landmarks = landmarks[keep] if landmarks is not None else None
-    order = scores.argsort(descending=True)[: settings.top_k]
+    order = np.argsort(-scores, kind="stable")[: settings.top_k]
     boxes, scores = boxes[order], scores[order]
     landmarks = landmarks[order] if landmarks is not None else None
     kept = nms(boxes, scores, settings.nms)[: settings.max_faces]
-    return [
-        Face(
-            (boxes[i] / scale).numpy(),
-            float(scores[i]),
-            None if landmarks is None else (landmarks[i] / scale).numpy(),
-        )
-        for i in kept
-    ]
-
-
-@torch.inference_mode()
-def detect_retinaface(
-    model: torch.nn.Module, config: DetectorConfig, image: np.ndarray, settings: DetectSettings, device: str = "cpu"
-) -> list[Face]:
-    """Faces in a BGR uint8 [H, W, 3] image, strongest first, by a RetinaFace `model` (in eval mode, on `device`)."""
-    resized, scale = resize_for_detection(image, settings.max_size)
-    h, w = resized.shape[:2]
-    x = torch.from_numpy(config.norm(resized))[None].to(device)
-    loc, logits, landm = model(x)
-    scores = logits[0].softmax(-1)[:, 1]
-    keep = scores > settings.threshold  # decode only the candidates
-    priors = prior_boxes((h, w), config.min_sizes, config.steps).to(device)[keep]
-    size = torch.tensor([w, h], dtype=torch.float32, device=device)
-    boxes = decode(loc[0, keep], priors, config.variances) * size.repeat(2)
-    points = decode_landmarks(landm[0, keep], priors, config.variances) * size
-    return postprocess(boxes.cpu(), scores[keep].cpu(), points.cpu(), settings, scale)
-
-
-@dataclass
-class RetinaFaceNet:
-    """A RetinaFace network in memory as a detector (`.detect(image, settings)`), as training validates it; the
-    caller puts the model in eval mode. facekit.runtime.detector.TorchDetector loads one from a model directory."""
-
-    model: torch.nn.Module
-    config: DetectorConfig
-    device: str = "cpu"
-
-    def detect(self, image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Face]:
-        """Faces in a BGR uint8 [H, W, 3] image, strongest first."""
-        return detect_retinaface(self.model, self.config, image, settings, self.device)
+    return [Face(boxes[i] / scale, float(scores[i]), None if landmarks is None else landmarks[i] / scale) for i in kept]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facekit.registry import Registry
+
 
 def conv_bn(inp: int, oup: int, stride: int = 1, leaky: float = 0.0) -> nn.Sequential:
     return nn.Sequential(
@@ -130,15 +132,9 @@ class BodySpec:
     normalization: str = "retinaface"
 
 
-BODIES: dict[str, BodySpec] = {}
-
-
-def register_body(name: str, spec: BodySpec) -> None:
-    BODIES[name] = spec
-
-
-register_body("mobilenet0.25", BodySpec(MobileNetV1, fpn_channels=64, image_size=640))
-register_body("resnet50", BodySpec(ResNet50, fpn_channels=256, image_size=840))
+BODIES: Registry[BodySpec] = Registry("detector body")
+BODIES.add("mobilenet0.25", BodySpec(MobileNetV1, fpn_channels=64, image_size=640))
+BODIES.add("resnet50", BodySpec(ResNet50, fpn_channels=256, image_size=840))
 
 
 class FPN(nn.Module):

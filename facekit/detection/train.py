@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,21 +14,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from facekit import strict_json
 from facekit.data.datasets import DetectionDataset
 from facekit.detection.augment import Target, TrainTransform
 from facekit.detection.box_utils import prior_boxes
-from facekit.detection.config import DetectorConfig
+from facekit.detection.config import ONNX_FILE, DetectorConfig
 from facekit.detection.loss import MultiBoxLoss
 from facekit.detection.weights import build_detector, load_pretrained
 from facekit.distributed import Distributed
 from facekit.errors import MissingDataError
-from facekit.fileio import atomic_write
-from facekit.modeldir import read_torch_file, save_model
-from facekit.training import InterruptFlag, log_to, rng_state, set_rng_state
+from facekit.modeldir import save_model
+from facekit.training import CHECKPOINT, InterruptFlag, Throughput, Trainer
 
 log = logging.getLogger("facekit.train_detect")
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -105,29 +101,21 @@ def train_detector(data_path: str | Path, out_dir: str | Path, s: DetectTrainSet
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = Distributed.from_env(s.device)
     try:
-        trainer = _Trainer(data_path, out_dir, s, dist)
-        with InterruptFlag() as interrupted:
-            for epoch in range(trainer.start_epoch, s.epochs):
-                trainer.run_epoch(epoch, interrupted)
-        metrics = trainer.finish()
+        return _Trainer(data_path, out_dir, s, dist).train()
     finally:
         dist.close()
-    return metrics
 
 
-class _Trainer:
+class _Trainer(Trainer):
     """The state of one training run; `run_epoch` is one pass over the training split."""
 
     def __init__(self, data_path: Path, out_dir: Path, s: DetectTrainSettings, dist: Distributed) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.s, self.dist, self.out_dir = s, dist, out_dir
+        super().__init__(out_dir, dist, log)
+        self.s = s
         config = DetectorConfig.for_body(s.body)
         if s.image_size:
             config = DetectorConfig.from_dict({**config.as_dict(), "image_size": s.image_size})
         self.config = config
-        if dist.is_main:
-            log_to(out_dir / "train.log")
         self.train_set = AugmentedDetection(
             DetectionDataset(data_path / "train"), TrainTransform(config.image_size, config.norm), s.seed
         )
@@ -165,10 +153,10 @@ class _Trainer:
         self.priors = prior_boxes((config.image_size,) * 2, config.min_sizes, config.steps).to(dist.device)
         self.start_epoch, self.history = 0, []
         if s.resume:
-            self.start_epoch, self.history = self._resume(out_dir / CHECKPOINT)
+            self.resume()
             log.info("resumed from %s after epoch %d", out_dir / CHECKPOINT, self.start_epoch)
         self.net = dist.wrap(self.model)
-        self.writer = SummaryWriter(str(out_dir / "tensorboard")) if dist.is_main else None
+        self.open_writer()
         log.info(
             "training %s on %d images (%d steps/epoch, batch %d x %d ranks) on %s%s",
             config.body,
@@ -180,6 +168,10 @@ class _Trainer:
             " with AMP" if self.use_amp else "",
         )
 
+    def run(self, interrupted: InterruptFlag) -> None:
+        for epoch in range(self.start_epoch, self.s.epochs):
+            self.run_epoch(epoch, interrupted)
+
     def run_epoch(self, epoch: int, interrupted: InterruptFlag) -> None:
         from tqdm import tqdm
 
@@ -187,7 +179,7 @@ class _Trainer:
         self.sampler.set_epoch(epoch)
         self.net.train()
         sums: dict[str, float] = {}
-        seen, started = 0, time.perf_counter()
+        seen, rate = 0, Throughput()
         bar = tqdm(
             self.loader,
             desc=f"epoch {epoch + 1}/{s.epochs}",
@@ -207,6 +199,7 @@ class _Trainer:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(images)
             seen += len(images)
+            rate.add(len(images) * dist.world_size)
             bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}")
             if interrupted:
                 log.warning(
@@ -219,7 +212,7 @@ class _Trainer:
             "epoch": epoch + 1,
             "step": (epoch + 1) * self.steps_per_epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "images_per_s": round(seen * dist.world_size / (time.perf_counter() - started), 2),
+            "images_per_s": round(rate.per_second(), 2),
             **{
                 ("loss" if k == "loss" else f"loss_{k}"): round(dist.mean(v / max(seen, 1)), 5) for k, v in sums.items()
             },
@@ -227,12 +220,8 @@ class _Trainer:
         if self.val_dir is not None and dist.is_main and ((epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs):
             record.update(_validate(self.model, self.config, self.val_dir))
         self.history.append(record)
-        if dist.is_main:
-            log.info("epoch %s", " ".join(f"{k}={v}" for k, v in record.items()))
-            for k, v in record.items():
-                if k not in ("epoch", "step") and v is not None:
-                    self.writer.add_scalar(k if k.startswith("val_") else f"train/{k}", v, record["step"])
-            self._save_checkpoint(self.out_dir / CHECKPOINT, epoch + 1)
+        self.report("epoch", record)
+        self.save_checkpoint(self.checkpoint(epoch + 1))
         dist.barrier()
 
     def finish(self) -> dict:
@@ -242,39 +231,49 @@ class _Trainer:
         metrics["final"] = dict(evaluated[-1] if evaluated else self.history[-1] if self.history else {})
         if self.dist.is_main:
             self.writer.close()
-            _write_artifacts(self.out_dir, self.model, self.config, s, metrics)
+            self._write_artifacts(metrics)
         return metrics
 
-    def _save_checkpoint(self, path: Path, epoch: int) -> None:
-        state = {
+    def checkpoint(self, epoch: int) -> dict:
+        """The state after `epoch` epochs (Trainer.save_checkpoint adds the RNG states)."""
+        return {
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
             "history": json.dumps(self.history),
             "config": self.config.as_dict(),
             "settings": json.dumps(asdict(self.s)),
         }
-        with atomic_write(path, "wb") as f:
-            torch.save(state, f)
 
-    def _resume(self, path: Path) -> tuple[int, list]:
-        if not path.is_file():
-            raise MissingDataError(f"{path}: no checkpoint to resume from")
-        state = read_torch_file(path)
+    def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        return int(state["epoch"]), json.loads(state["history"])
+        self.start_epoch, self.history = int(state["epoch"]), json.loads(state["history"])
+
+    def _write_artifacts(self, metrics: dict) -> None:
+        from facekit.detection.export import export_scrfd_onnx
+
+        s = self.s
+        save_model(
+            self.out_dir,
+            kind="detector",
+            config=self.config.as_dict(),
+            state_dict=self.model.state_dict(),
+            meta={"trained_with": {k: v for k, v in asdict(s).items() if k != "progress"}, "final": metrics["final"]},
+        )
+        if s.export_onnx:
+            export_scrfd_onnx(self.model.cpu(), self.config, self.out_dir / ONNX_FILE)
+        self.write_metrics(metrics)
 
 
 def _validate(model: torch.nn.Module, config: DetectorConfig, val_dir: Path) -> dict:
     from facekit.detection.evaluate import evaluate_split
-    from facekit.detection.faces import DetectSettings, RetinaFaceNet
+    from facekit.detection.faces import DetectSettings
+    from facekit.detection.net import RetinaFaceNet
 
     was_training = model.training
     model.eval()
@@ -286,20 +285,3 @@ def _validate(model: torch.nn.Module, config: DetectorConfig, val_dir: Path) -> 
     model.train(was_training)
     nme = result.nme.nme
     return {"val_ap50": round(float(result.ap.ap), 5), "val_nme": None if math.isnan(nme) else round(nme, 5)}
-
-
-def _write_artifacts(out_dir: Path, model, config: DetectorConfig, s: DetectTrainSettings, metrics: dict) -> None:
-    from facekit.detection.export import export_scrfd_onnx
-
-    save_model(
-        out_dir,
-        kind="detector",
-        config=config.as_dict(),
-        state_dict=model.state_dict(),
-        meta={"trained_with": {k: v for k, v in asdict(s).items() if k != "progress"}, "final": metrics["final"]},
-    )
-    if s.export_onnx:
-        export_scrfd_onnx(model.cpu(), config, out_dir / "detector.onnx")
-    with atomic_write(out_dir / "metrics.json") as f:
-        strict_json.dump(metrics, f, indent=2)
-    log.info("wrote %s", ", ".join(p.name for p in sorted(out_dir.iterdir())))

@@ -22,6 +22,7 @@ from facekit.data.images import NoReadablePhotos, photo_errors, photo_failure, r
 from facekit.detection.faces import Face
 from facekit.errors import FacekitError
 from facekit.fileio import atomic_path, atomic_write
+from facekit.gallery.store import LIBVER
 from facekit.runtime.pipeline import FacePipeline, pick_index
 
 SUFFIXES = (".h5", ".npy")
@@ -121,7 +122,7 @@ def _write(out: Path, rows: _Rows, pipeline: FacePipeline) -> None:
         return
     import h5py
 
-    with atomic_path(out) as tmp, h5py.File(tmp, "w", libver=("v110", "v110"), locking=False) as f:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w", libver=LIBVER, locking=False) as f:
         data = {"embeddings": embeddings, "boxes": boxes, "landmarks": landmarks, "scores": scores,
                 "images": _utf8(rows.images), "faces": np.array(rows.faces, np.int32)}  # fmt: skip
         for name, values in data.items():

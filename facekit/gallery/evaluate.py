@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facekit import strict_json
 from facekit.plot import Axis, render_curves, write_png
 from facekit.recognition.verification import ROC_MIN_FAR, roc_curve
 
@@ -59,21 +60,17 @@ class IdentificationResult:
             "known_probes": self.known_probes,
             "unknown_probes": self.unknown_probes,
             "identities": self.identities,
-            "rank1": _json(self.rank1),
-            "rank5": _json(self.rank5),
-            "cmc": [_json(v) for v in self.cmc[:CMC_JSON_RANKS]],
-            "tar_at_far": {f"{far:g}": _json(tar) for far, tar in self.tar_at_far.items()},
-            "threshold_at_far": {f"{far:g}": _json(t) for far, t in self.threshold_at_far.items()},
-            "threshold": _json(self.threshold),
-            "detection_and_identification_rate": _json(self.detection_and_identification_rate),
-            "false_accept_rate": _json(self.false_accept_rate),
-            "rejection_rate": _json(self.rejection_rate),
-            "open_set_accuracy": _json(self.open_set_accuracy),
+            "rank1": strict_json.rounded(self.rank1, 5),
+            "rank5": strict_json.rounded(self.rank5, 5),
+            "cmc": [strict_json.rounded(v, 5) for v in self.cmc[:CMC_JSON_RANKS]],
+            "tar_at_far": {f"{far:g}": strict_json.rounded(tar, 5) for far, tar in self.tar_at_far.items()},
+            "threshold_at_far": {f"{far:g}": strict_json.rounded(t, 5) for far, t in self.threshold_at_far.items()},
+            "threshold": strict_json.rounded(self.threshold, 5),
+            "detection_and_identification_rate": strict_json.rounded(self.detection_and_identification_rate, 5),
+            "false_accept_rate": strict_json.rounded(self.false_accept_rate, 5),
+            "rejection_rate": strict_json.rounded(self.rejection_rate, 5),
+            "open_set_accuracy": strict_json.rounded(self.open_set_accuracy, 5),
         }
-
-
-def _json(value: float | None) -> float | None:
-    return round(float(value), 5) if value is not None and math.isfinite(value) else None
 
 
 def identification_metrics(

@@ -111,7 +111,8 @@ def recognize_images(
         # crops, not photos, so memory does not grow with photo size x batch size
         batch: list[tuple[Path, tuple[int, int], list, np.ndarray, np.ndarray | None]] = []
         errors = photo_errors()
-        for _, path, image in read_each(paths, report.unreadable, "recognize", progress, pipeline.max_pixels):
+        photos = read_each(paths, report.unreadable, "recognize", progress, pipeline.max_pixels)
+        for _, path, image in pipeline.timed_each("read", photos):
             try:
                 faces = pipeline.detect(image)
                 crops = pipeline.crops([image] * len(faces), faces)
@@ -130,7 +131,9 @@ def recognize_images(
 def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report) -> None:
     if not batch:
         return
-    matches = iter(matcher.match(pipeline.embed_crops(np.concatenate([crops for _, _, _, crops, _ in batch])), top_k))
+    embeddings = pipeline.embed_crops(np.concatenate([crops for _, _, _, crops, _ in batch]))
+    with pipeline.timed("search"):
+        matches = iter(matcher.match(embeddings, top_k))
     for path, (height, width), image_faces, _, image in batch:
         records = []
         for face in image_faces:

@@ -23,7 +23,6 @@ from facekit.errors import DataFormatError, MissingDataError
 from facekit.fileio import atomic_path
 from facekit.gallery.schema import NORM_TOLERANCE, SCHEMA_VERSION, read_gallery
 
-GALLERY_SUFFIXES = (".h5", ".hdf5")
 LIBVER = ("v110", "v110")  # HDF5 1.10's file format: checksummed object headers and chunk indexes
 DEFAULT_FILE = "gallery.h5"  # the file name used when DB_OUTPUT_PATH is a folder
 
@@ -54,7 +53,7 @@ class Gallery:
     det_scores: np.ndarray
     recognizer: ModelStamp
     detector: ModelStamp
-    crop_size: int = 112
+    crop_size: int = ARCFACE_SIZE
     flip: bool = False
     template: np.ndarray | None = None  # float32 [5, 2]: the points faces were warped onto (crop pixels; None: ArcFace)
     created: str = field(default_factory=lambda: _now())

@@ -15,11 +15,10 @@ def import_arcface_torch(path: str | os.PathLike, out_dir: str | os.PathLike, ba
     backbone are one line naming the file."""
     import torch
 
-    from facekit.fileio import sha256_file
-    from facekit.modeldir import read_torch_file, save_model
+    from facekit.modeldir import read_torch_file
     from facekit.recognition.backbones import create_backbone, load_backbone_weights
     from facekit.recognition.config import RecognizerConfig
-    from facekit.recognition.export import ONNX_FILE, export_arcface_onnx
+    from facekit.recognition.modelfile import save_recognizer
 
     file = Path(path)
     obj = read_torch_file(file)
@@ -34,8 +33,4 @@ def import_arcface_torch(path: str | os.PathLike, out_dir: str | os.PathLike, ba
     model = create_backbone(backbone, embedding_size=config.embedding_size)
     load_backbone_weights(model, file)
     meta = {"imported_from": str(file), "source_format": "arcface_torch"}
-    model_file = save_model(
-        out_dir, kind="recognizer", config=config.as_dict(), state_dict=model.state_dict(), meta=meta
-    )
-    export_arcface_onnx(model, config, Path(out_dir) / ONNX_FILE, fingerprint=sha256_file(model_file))
-    return model_file
+    return save_recognizer(out_dir, model, config, meta, onnx=True)

@@ -19,23 +19,17 @@ from torch import nn
 
 from facekit.align import DLIB_SIZE, DLIB_TEMPLATE
 from facekit.errors import DataFormatError
+from facekit.registry import Registry
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 INPUT_SIZES: dict[str, int] = {}  # the backbones whose crops are not facekit.align's ARCFACE_SIZE
 TEMPLATES: dict[str, np.ndarray] = {}  # the backbones whose crops are not aligned to facekit.align's ArcFace template
 NORMS: dict[str, str] = {}  # the backbones whose crops are not normalised by facekit.norms.ARCFACE
 
 
-def register_backbone(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: register `factory(*, embedding_size, dropout) -> nn.Module` under its function name."""
-    BACKBONES[factory.__name__] = factory
-    return factory
-
-
 def create_backbone(name: str, *, embedding_size: int = 512, dropout: float = 0.0) -> nn.Module:
-    """A freshly initialised registered backbone."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    """A freshly initialised registered backbone: `@BACKBONES.register()` adds a factory
+    `(*, embedding_size, dropout) -> nn.Module` under its function name."""
     return BACKBONES[name](embedding_size=embedding_size, dropout=dropout)
 
 
@@ -108,22 +102,22 @@ class IResNet(nn.Module):
         return self.features(self.fc(self.dropout(x)))
 
 
-@register_backbone
+@BACKBONES.register()
 def iresnet18(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
     return IResNet((2, 2, 2, 2), embedding_size=embedding_size, dropout=dropout)
 
 
-@register_backbone
+@BACKBONES.register()
 def iresnet34(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
     return IResNet((3, 4, 6, 3), embedding_size=embedding_size, dropout=dropout)
 
 
-@register_backbone
+@BACKBONES.register()
 def iresnet50(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
     return IResNet((3, 4, 14, 3), embedding_size=embedding_size, dropout=dropout)
 
 
-@register_backbone
+@BACKBONES.register()
 def iresnet100(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
     return IResNet((3, 13, 30, 3), embedding_size=embedding_size, dropout=dropout)
 
@@ -239,7 +233,7 @@ class MobileFaceNet(nn.Module):
         return self.features(self.conv_sep(x))
 
 
-@register_backbone
+@BACKBONES.register()
 def mobilefacenet(*, embedding_size: int = 512, dropout: float = 0.0) -> MobileFaceNet:
     if dropout:
         raise ValueError("mobilefacenet has no dropout layer; use dropout=0")
@@ -321,7 +315,7 @@ class DlibResNet(nn.Module):
         return self.fc(self.dropout(x.mean(dim=(2, 3))))
 
 
-@register_backbone
+@BACKBONES.register()
 def dlib_resnet(*, embedding_size: int = 128, dropout: float = 0.0) -> DlibResNet:
     return DlibResNet(embedding_size=embedding_size, dropout=dropout)
 

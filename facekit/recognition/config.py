@@ -1,12 +1,20 @@
-"""The settings that build a recognizer and prepare its input: one source of truth, saved with the model."""
+"""The settings that build a recognizer and prepare its input: one source of truth, saved with the model; and the
+names an ONNX export records them under. No torch: the ONNX serving path reads these without it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from facekit.align import ARCFACE_SIZE, template
+from facekit.modeldir import ONNX_FILES
 from facekit.norms import NORMALIZATIONS, Normalization
-from facekit.recognition.backbones import BACKBONES, INPUT_SIZES, NORMS, TEMPLATES
+
+ONNX_FILE = ONNX_FILES["recognizer"]  # the export's name inside a recognizer model directory
+FINGERPRINT_KEY = "facekit_fingerprint"  # ONNX metadata_props keys
+WEIGHTS_KEY = "facekit_weights_sha256"  # weights_digest() of the file when its fingerprint claim was written
+THRESHOLD_KEY = "facekit_threshold"
+CALIBRATION_KEY = "facekit_calibration"
+TEMPLATE_KEY = "facekit_template"  # the 5-point template [5, 2] in input pixels (JSON) the crops are aligned to
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,8 @@ class RecognizerConfig:
     calibration: dict | None = None
 
     def __post_init__(self) -> None:
+        from facekit.recognition.backbones import BACKBONES, INPUT_SIZES, NORMS, TEMPLATES  # torch: built for a model
+
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
         if self.normalization is None:

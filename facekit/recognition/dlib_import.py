@@ -252,12 +252,11 @@ def import_dlib_resnet(path: str | os.PathLike, out_dir: str | os.PathLike) -> P
     dlib_face_recognition_resnet_model_v1.dat; returns the model.pt path. Faces are aligned to dlib's chip template
     (facekit.align.DLIB_TEMPLATE); dlib's own distance threshold (0.6, Euclidean on its unnormalised descriptors)
     becomes the model's cosine threshold (cosine_threshold), until `facekit calibrate` measures one."""
-    from facekit.fileio import sha256_file
-    from facekit.modeldir import apply_state_dict, save_model
+    from facekit.modeldir import apply_state_dict
     from facekit.norms import DLIB
     from facekit.recognition.calibration import Calibration
     from facekit.recognition.config import RecognizerConfig
-    from facekit.recognition.export import ONNX_FILE, export_arcface_onnx
+    from facekit.recognition.modelfile import save_recognizer
 
     file = Path(path)
     layers, info = read_dlib_network(file)
@@ -275,8 +274,4 @@ def import_dlib_resnet(path: str | os.PathLike, out_dir: str | os.PathLike) -> P
     model = create_backbone(config.backbone, embedding_size=config.embedding_size)
     apply_state_dict(model, dlib_state_dict(model, layers, file), file, f"do not fit {type(model).__name__}")
     meta = {"imported_from": str(file), "source_format": "dlib", "dlib": info}
-    model_file = save_model(
-        out_dir, kind="recognizer", config=config.as_dict(), state_dict=model.state_dict(), meta=meta
-    )
-    export_arcface_onnx(model, config, Path(out_dir) / ONNX_FILE, fingerprint=sha256_file(model_file))
-    return model_file
+    return save_recognizer(out_dir, model, config, meta, onnx=True)

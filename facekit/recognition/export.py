@@ -25,14 +25,15 @@ from facekit import strict_json
 from facekit.align import ARCFACE_SIZE, ARCFACE_TEMPLATE, similarity_transform, template
 from facekit.norms import ARCFACE, Normalization
 from facekit.onnx_export import export_onnx, weights_digest
-from facekit.recognition.config import RecognizerConfig
-
-ONNX_FILE = "recognizer.onnx"  # the export's name inside a recognizer model directory
-FINGERPRINT_KEY = "facekit_fingerprint"  # ONNX metadata_props keys
-WEIGHTS_KEY = "facekit_weights_sha256"  # weights_digest() of the file when its fingerprint claim was written
-THRESHOLD_KEY = "facekit_threshold"
-CALIBRATION_KEY = "facekit_calibration"
-TEMPLATE_KEY = "facekit_template"  # the 5-point template [5, 2] in input pixels (JSON) the crops are aligned to
+from facekit.recognition.config import (  # defined torch-free there, for the ONNX serving path
+    CALIBRATION_KEY,
+    FINGERPRINT_KEY,
+    TEMPLATE_KEY,
+    THRESHOLD_KEY,
+    WEIGHTS_KEY,
+    RecognizerConfig,
+)
+from facekit.recognition.config import ONNX_FILE as ONNX_FILE  # where the export is found: re-exported
 
 
 class ArcfaceInput(nn.Module):

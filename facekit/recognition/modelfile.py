@@ -1,4 +1,5 @@
-"""A recognizer's model directory as training writes it (model.pt + config.yaml), below the runtime that loads it."""
+"""A recognizer's model directory as training and the importers write it (model.pt + config.yaml, and
+recognizer.onnx on request), below the runtime that loads it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,23 @@ from facekit.recognition.config import RecognizerConfig
 
 
 def save_recognizer(
-    out_dir: str | os.PathLike, backbone: torch.nn.Module, config: RecognizerConfig, meta: dict | None = None
+    out_dir: str | os.PathLike,
+    backbone: torch.nn.Module,
+    config: RecognizerConfig,
+    meta: dict | None = None,
+    *,
+    onnx: bool = False,
 ) -> Path:
-    """Write a recognizer model directory (model.pt + config.yaml); returns the model.pt path."""
+    """Write a recognizer model directory (model.pt + config.yaml; with `onnx`, also recognizer.onnx carrying the
+    model.pt's fingerprint; the export puts the backbone in eval mode); returns the model.pt path."""
     from facekit.modeldir import save_model
 
-    return save_model(out_dir, kind="recognizer", config=config.as_dict(), state_dict=backbone.state_dict(), meta=meta)
+    model_file = save_model(
+        out_dir, kind="recognizer", config=config.as_dict(), state_dict=backbone.state_dict(), meta=meta
+    )
+    if onnx:
+        from facekit.fileio import sha256_file
+        from facekit.recognition.export import ONNX_FILE, export_arcface_onnx
+
+        export_arcface_onnx(backbone, config, Path(out_dir) / ONNX_FILE, fingerprint=sha256_file(model_file))
+    return model_file

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -22,12 +21,9 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from facekit import strict_json
 from facekit.data.datasets import open_training_source
 from facekit.distributed import Distributed
 from facekit.errors import FacekitError, MissingDataError
-from facekit.fileio import atomic_write
-from facekit.modeldir import read_torch_file
 from facekit.recognition.batches import GlobalBatchSampler
 from facekit.recognition.calibration import Calibration
 from facekit.recognition.config import RecognizerConfig
@@ -39,10 +35,9 @@ from facekit.recognition.trainset import (
     check_crop_size,
     source_labels,
 )
-from facekit.training import InterruptFlag, log_to, rng_state, set_rng_state
+from facekit.training import CHECKPOINT, InterruptFlag, Throughput, Trainer
 
 log = logging.getLogger("facekit.train_recognize")
-CHECKPOINT = "checkpoint.pt"
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -69,7 +64,7 @@ class Trunk(nn.Module):
         return embeddings if self.margin else self.loss(embeddings, labels)
 
 
-class _Trainer:
+class _Trainer(Trainer):
     def __init__(
         self,
         data_path: Path,
@@ -80,15 +75,11 @@ class _Trainer:
         source,  # RecognitionSet | IdentityFolders, opened by open_training_source
         num_classes: int,
     ) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
         from facekit.recognition.backbones import create_backbone, load_backbone_weights
         from facekit.recognition.losses import LOSSES, create_loss
         from facekit.recognition.validation import verification_sets
 
-        self.dist, self.out_dir = dist, out_dir
-        if dist.is_main:
-            log_to(out_dir / "train.log")
+        super().__init__(out_dir, dist, log)
         self.source, self.num_classes = source, num_classes
         images = len(self.source)
         s, self.recipe, self.from_recipe = resolve_settings(
@@ -179,8 +170,9 @@ class _Trainer:
         )
         self.step, self.history, self.calibration, self.results = 0, [], None, {}
         if s.resume:
-            self._resume(out_dir / CHECKPOINT)
-        self.writer = SummaryWriter(str(out_dir / "tensorboard")) if dist.is_main else None
+            self.resume()
+            log.info("resumed from %s at step %d", out_dir / CHECKPOINT, self.step)
+        self.open_writer()
         log.info(
             "training %s + %s on %d images of %d identities (%d steps/epoch, global batch %d on %d ranks, %s)%s",
             s.backbone,
@@ -232,26 +224,26 @@ class _Trainer:
             leave=False,
             disable=None if s.progress and dist.is_main else True,
         )
-        window_loss, window_images, window_start = 0.0, 0, time.perf_counter()
+        window_loss, window = 0.0, Throughput()
         while self.step < self.total_steps:
             epoch, position = divmod(self.step, self.steps_per_epoch)
             self.sampler.resume_at(epoch, position)
             for images, labels in self.loader:
                 loss = self.train_step(images, labels)
                 window_loss += loss * len(images)
-                window_images += len(images) * dist.world_size
+                window.add(len(images) * dist.world_size)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 at_epoch_end = self.step % self.steps_per_epoch == 0
                 last = self.step == self.total_steps
                 verify = self.step % s.val_every == 0 or last
                 if verify or at_epoch_end or self.step % s.log_every == 0:
-                    elapsed = time.perf_counter() - window_start
-                    loss = window_loss * dist.world_size / max(window_images, 1)
-                    self._report(loss, window_images / elapsed, verify)
-                    window_loss, window_images, window_start = 0.0, 0, time.perf_counter()
+                    loss = window_loss * dist.world_size / max(window.images, 1)
+                    self._report(loss, window.per_second(), verify)
+                    window_loss = 0.0
+                    window.reset()
                 if self.step % s.save_every == 0 or at_epoch_end or last:
-                    self._save_checkpoint(self.out_dir / CHECKPOINT)
+                    self.save_checkpoint(self.checkpoint())
                 if interrupted:
                     log.warning(
                         "interrupted at step %d; resume with --resume (checkpoint every %d steps)",
@@ -274,11 +266,7 @@ class _Trainer:
         if verify and self.dist.is_main:
             record.update(self._verify())
         self.history.append(record)
-        if self.dist.is_main:
-            log.info("step %s", " ".join(f"{k}={v}" for k, v in record.items()))
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    self.writer.add_scalar(k if k.startswith("val_") else f"train/{k}", v, self.step)
+        self.report("step", record)
 
     def _verify(self) -> dict:
         from facekit.recognition.validation import calibrate_on
@@ -322,7 +310,9 @@ class _Trainer:
             pieces.append(part[: b - a])
         return torch.cat(pieces).cpu()
 
-    def _save_checkpoint(self, path: Path) -> None:
+    def checkpoint(self) -> dict:
+        """The state after this step, the class centres gathered from every rank (a collective: every rank calls
+        it); Trainer.save_checkpoint adds the RNG states."""
         opt = self.optimizer.state_dict()
         head_state = {}
         if self.head is not None:
@@ -332,9 +322,7 @@ class _Trainer:
                 k: self._full_head(v) if torch.is_tensor(v) and v.dim() == 2 else v for k, v in per_param.items()
             }
             head_weight = self._full_head(self.head.weight)
-        if not self.dist.is_main:
-            return
-        state = {
+        return {
             "step": self.step,
             "backbone": self.backbone.state_dict(),
             "loss": self.loss_fn.state_dict(),
@@ -343,18 +331,12 @@ class _Trainer:
             "optimizer": opt,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
             "history": json.dumps(self.history),
             "calibration": json.dumps(self.calibration.as_dict() if self.calibration else None),
             "settings": json.dumps(asdict(self.s)),
         }
-        with atomic_write(path, "wb") as f:
-            torch.save(state, f)
 
-    def _resume(self, path: Path) -> None:
-        if not path.is_file():
-            raise MissingDataError(f"{path}: no checkpoint to resume from")
-        state = read_torch_file(path)
+    def restore(self, state: dict) -> None:
         self.backbone.load_state_dict(state["backbone"])
         self.loss_fn.load_state_dict(state["loss"])
         opt = state["optimizer"]
@@ -369,12 +351,10 @@ class _Trainer:
         self.optimizer.load_state_dict(opt)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.history = json.loads(state["history"])
         calibration = json.loads(state.get("calibration", "null"))
         self.calibration = Calibration.from_dict(calibration) if calibration else None
-        log.info("resumed from %s at step %d", path, self.step)
 
     # -- artefacts -----------------------------------------------------------------------------------------
     def finish(self) -> dict:
@@ -386,7 +366,7 @@ class _Trainer:
         }
         if not self.dist.is_main:
             return metrics
-        from facekit.modeldir import save_model
+        from facekit.recognition.modelfile import save_recognizer
 
         self.writer.close()
         calibration = self.calibration.as_dict() if self.calibration else None
@@ -396,26 +376,19 @@ class _Trainer:
         trained_with["recipe"] = {**self.recipe.as_dict(), "taken": self.from_recipe}
         metrics |= {"trained_with": trained_with, "calibration": calibration}
         metrics["verification_people"] = {name: v.as_dict() for name, v in self.val.items()}
-        model_file = save_model(
+        save_recognizer(
             self.out_dir,
-            kind="recognizer",
-            config=config.as_dict(),
-            state_dict=self.backbone.cpu().eval().state_dict(),
-            meta={"trained_with": trained_with, "final": metrics["final"]},
+            self.backbone.cpu().eval(),
+            config,
+            {"trained_with": trained_with, "final": metrics["final"]},
+            onnx=self.s.export_onnx,
         )
-        if self.s.export_onnx:
-            from facekit.fileio import sha256_file
-            from facekit.recognition.export import ONNX_FILE, export_arcface_onnx
-
-            export_arcface_onnx(self.backbone, config, self.out_dir / ONNX_FILE, fingerprint=sha256_file(model_file))
         if self.results:
             from facekit.recognition.verification import plot_roc
 
             plot_roc(self.results, self.out_dir / "roc.png")
             metrics["verification"] = {name: r.as_dict() for name, r in self.results.items()}
-        with atomic_write(self.out_dir / "metrics.json") as f:
-            strict_json.dump(metrics, f, indent=2)
-        log.info("wrote %s", ", ".join(p.name for p in sorted(self.out_dir.iterdir())))
+        self.write_metrics(metrics)
         return metrics
 
 
@@ -435,10 +408,7 @@ def train_recognizer(data_path: str | Path, out_dir: str | Path, s: RecognizeTra
     source = None
     try:
         source, num_classes = open_training_source(data_path)
-        trainer = _Trainer(data_path, out_dir, s, dist, source=source, num_classes=num_classes)
-        with InterruptFlag() as interrupted:
-            trainer.run(interrupted)
-        return trainer.finish()
+        return _Trainer(data_path, out_dir, s, dist, source=source, num_classes=num_classes).train()
     finally:
         if hasattr(source, "close"):  # a RecordIO set; identity folders hold no open file
             source.close()

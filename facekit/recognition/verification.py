@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facekit import strict_json
 from facekit.data.images import decode_image
 from facekit.data.verification import VerificationSet
 from facekit.errors import DataFormatError
@@ -58,29 +59,25 @@ class VerificationResult:
         return {
             "pairs": self.pairs,
             "positives": self.positives,
-            "accuracy": _json(self.accuracy),
-            "accuracy_std": _json(self.accuracy_std),
-            "threshold": _json(self.threshold),
-            "cosine_threshold": _json(self.cosine_threshold),
-            "folds": {"accuracy": _json_list(self.fold_accuracy), "threshold": _json_list(self.fold_threshold)},
-            "auc": _json(self.auc),
-            f"tar@far={FAR_TARGET:g}": _json(self.tar),
-            "tar_std": _json(self.tar_std),
-            "far": _json(self.far),
+            "accuracy": strict_json.rounded(self.accuracy, 6),
+            "accuracy_std": strict_json.rounded(self.accuracy_std, 6),
+            "threshold": strict_json.rounded(self.threshold, 6),
+            "cosine_threshold": strict_json.rounded(self.cosine_threshold, 6),
+            "folds": {"accuracy": _rounded_list(self.fold_accuracy), "threshold": _rounded_list(self.fold_threshold)},
+            "auc": strict_json.rounded(self.auc, 6),
+            f"tar@far={FAR_TARGET:g}": strict_json.rounded(self.tar, 6),
+            "tar_std": strict_json.rounded(self.tar_std, 6),
+            "far": strict_json.rounded(self.far, 6),
             "roc": {
-                "fpr": _json_list(self.roc_fpr),
-                "tpr": _json_list(self.roc_tpr),
-                "threshold": _json_list(self.roc_threshold),
+                "fpr": _rounded_list(self.roc_fpr),
+                "tpr": _rounded_list(self.roc_tpr),
+                "threshold": _rounded_list(self.roc_threshold),
             },
         }
 
 
-def _json(value: float | None) -> float | None:
-    return round(float(value), 6) if value is not None and math.isfinite(value) else None
-
-
-def _json_list(values: np.ndarray) -> list[float | None]:
-    return [_json(v) for v in values]
+def _rounded_list(values: np.ndarray) -> list[float | None]:
+    return [strict_json.rounded(v, 6) for v in values]
 
 
 def distance_to_cosine(distance: float | np.ndarray) -> float | np.ndarray:

@@ -1,17 +1,22 @@
 """Face detection at inference time: a facekit RetinaFace run by PyTorch, returning faces in image pixels, and the
-loader that picks a detector for a model file. Face and DetectSettings live in facekit.detection.faces."""
+loader that picks a detector for a model file. Face and DetectSettings live in facekit.detection.faces. torch is
+imported only for PyTorch models: an .onnx detector loads and runs without it."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from facekit.detection.config import DetectorConfig
-from facekit.detection.faces import DetectSettings, Face, detect_retinaface
+from facekit.detection.faces import DetectSettings, Face
 from facekit.runtime.detector_base import TorchDetectorBase
+
+if TYPE_CHECKING:
+    import torch
+
+    from facekit.detection.config import DetectorConfig
 
 
 class TorchDetector(TorchDetectorBase):
@@ -31,6 +36,8 @@ class TorchDetector(TorchDetectorBase):
 
     def detect(self, image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Face]:
         """Faces in a BGR uint8 [H, W, 3] image, strongest first."""
+        from facekit.detection.net import detect_retinaface
+
         return detect_retinaface(self.model, self.config, image, settings, self.device)
 
 
@@ -40,14 +47,15 @@ def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: st
 
     backend "onnx" on a model directory runs its detector.onnx; "auto" prefers PyTorch for directories.
     """
-    from facekit.modeldir import load_model
+    from facekit.modeldir import ONNX_FILES, load_model
     from facekit.runtime.onnx_detector import OnnxDetector
 
     p = Path(path)
     if p.suffix == ".onnx":
         return OnnxDetector(p, device)
     if backend == "onnx":
-        return OnnxDetector(p / "detector.onnx" if p.is_dir() else p.with_name("detector.onnx"), device)
+        onnx_file = ONNX_FILES["detector"]
+        return OnnxDetector(p / onnx_file if p.is_dir() else p.with_name(onnx_file), device)
     payload = load_model(p, "detector")
     if payload["config"].get("architecture") == "mtcnn":
         from facekit.runtime.mtcnn import MtcnnDetector

@@ -1,16 +1,18 @@
 """The base of facekit's PyTorch detectors (RetinaFace in facekit.runtime.detector, MTCNN in facekit.runtime.mtcnn):
-loading from a model directory and the weights file's fingerprint."""
+loading from a model directory and the weights file's fingerprint. torch is imported by the models, not here: the
+ONNX serving path imports this module without it."""
 
 from __future__ import annotations
 
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Self
-
-import torch
+from typing import TYPE_CHECKING, Any, Self
 
 from facekit.fileio import sha256_file
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TorchDetectorBase:

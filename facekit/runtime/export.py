@@ -21,11 +21,10 @@ from facekit import DEFAULT_MAX_PIXELS
 from facekit.detection.faces import DetectSettings, Face
 from facekit.errors import DataFormatError, FacekitError, MissingDataError
 from facekit.fileio import atomic_path
+from facekit.modeldir import ONNX_FILES
 from facekit.norms import ARCFACE, SCRFD
-from facekit.recognition.export import ONNX_FILE
 
 PRECISIONS = ("fp32", "fp16", "int8")
-ONNX_NAMES = {"detector": "detector.onnx", "recognizer": ONNX_FILE}  # a model directory's export, by kind
 PRECISION_KEY = "facekit_precision"  # metadata_props: fp16 / int8 for converted files
 CALIBRATION_PHOTOS = 64  # int8: at most this many photos (crops), spread over those given, calibrate the ranges
 
@@ -55,9 +54,9 @@ def model_kind(model_dir: str | os.PathLike) -> str:
 
     payload = read_torch_file(model_dir)
     kind = payload.get("kind") if isinstance(payload, dict) else None
-    if kind not in ONNX_NAMES:
+    if kind not in ONNX_FILES:
         load_model(model_dir, "detector or recognizer", payload)  # the one-line error of a file that is no model
-        raise DataFormatError(f"{model_dir}: a facekit {kind} model; export knows {', '.join(ONNX_NAMES)} models")
+        raise DataFormatError(f"{model_dir}: a facekit {kind} model; export knows {', '.join(ONNX_FILES)} models")
     architecture = payload.get("config", {}).get("architecture", "retinaface")
     if kind == "detector" and architecture != "retinaface":
         raise DataFormatError(
@@ -73,7 +72,7 @@ def default_output(model_dir: str | os.PathLike, kind: str, precision: str = "fp
     p = Path(model_dir)
     folder = p if p.is_dir() else p.parent
     tags = ".insightface" * insightface + ("" if precision == "fp32" else f".{precision}")
-    return folder / ONNX_NAMES[kind].replace(".onnx", f"{tags}.onnx")
+    return folder / ONNX_FILES[kind].replace(".onnx", f"{tags}.onnx")
 
 
 @dataclass

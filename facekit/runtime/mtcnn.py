@@ -12,13 +12,18 @@ import cv2
 import numpy as np
 import torch
 
-from facekit.detection.box_utils import nms
 from facekit.detection.faces import DetectSettings, Face, postprocess, resize_for_detection
 from facekit.detection.mtcnn import Mtcnn, MtcnnConfig, calibrate, load_mtcnn, pyramid_scales, square, window_boxes
+from facekit.detection.overlap import nms as nms_numpy
 from facekit.errors import ModelError
 from facekit.runtime.detector_base import TorchDetectorBase
 
 BATCH = 512  # R-Net and O-Net crops per forward pass
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *, smaller: bool = False) -> torch.Tensor:
+    """facekit.detection.overlap.nms on CPU tensors (boxes [N, 4], scores [N]): the kept indices, int64 [K]."""
+    return torch.from_numpy(nms_numpy(boxes.numpy(), scores.numpy(), iou_threshold, smaller=smaller))
 
 
 def crop_squares(image: np.ndarray, boxes: torch.Tensor, size: int, norm: Callable) -> torch.Tensor:
@@ -69,7 +74,7 @@ class MtcnnDetector(TorchDetectorBase):
         """Faces in a BGR uint8 [H, W, 3] image, strongest first."""
         resized, scale = resize_for_detection(image, settings.max_size)
         boxes, scores, points = self._output(resized, self._refine(resized, self._propose(resized)))
-        return postprocess(boxes, scores, points, settings, scale)
+        return postprocess(boxes.numpy(), scores.numpy(), points.numpy(), settings, scale)
 
     def _propose(self, image: np.ndarray) -> torch.Tensor:
         """P-Net over the pyramid: candidate squares [N, 4]."""

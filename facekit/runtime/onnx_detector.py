@@ -8,7 +8,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from facekit.detection.faces import DetectSettings, Face, postprocess, resize_for_detection
 from facekit.errors import DataFormatError, ModelError
@@ -139,9 +138,9 @@ class OnnxDetector:
             if self.has_points:
                 points.append(centres[:, None] + outs[2 * levels + i][keep].reshape(-1, 5, 2) * stride)
         return postprocess(
-            torch.from_numpy(np.concatenate(boxes)),
-            torch.from_numpy(np.concatenate(scores)),
-            torch.from_numpy(np.concatenate(points)) if self.has_points else None,
+            np.concatenate(boxes),
+            np.concatenate(scores),
+            np.concatenate(points) if self.has_points else None,
             settings,
             scale,
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,6 +17,9 @@ from facekit import DEFAULT_MAX_PIXELS
 from facekit.align import align_face
 from facekit.data.images import photo_errors, photo_failure
 from facekit.detection.faces import DetectSettings, Face
+
+T = TypeVar("T")
+_END = object()  # timed_each: the end of its items
 
 
 def _area(face: Face, shape: tuple[int, int]) -> float:
@@ -36,17 +42,45 @@ PICKS: dict[str, Callable[[Face, tuple[int, int]], float]] = {
 @dataclass
 class FacePipeline:
     """A detector (any object with .detect(image, settings) -> [Face]) and a Recognizer; `flip` averages each crop's
-    embedding with its mirror image's; photos over `max_pixels` are refused before they are decoded."""
+    embedding with its mirror image's; photos over `max_pixels` are refused before they are decoded.
+
+    `on_stage(stage, seconds)`, when given, hears how long each call of a stage took: "detect", "align" and "embed"
+    here, and "read" and "search" in the batch loops that time them with `timed` / `timed_each` (recognize_images).
+    """
 
     detector: object
     recognizer: object
     settings: DetectSettings = DetectSettings()
     flip: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    on_stage: Callable[[str, float], None] | None = None
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Tell on_stage how long the block took (nothing without on_stage)."""
+        if self.on_stage is None:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.on_stage(stage, time.perf_counter() - start)
+
+    def timed_each(self, stage: str, items: Iterable[T]) -> Iterator[T]:
+        """The items of `items`, on_stage told how long producing each took."""
+        iterator = iter(items)
+        while True:
+            with self.timed(stage):
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            yield item
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces with landmarks in BGR uint8 [H, W, 3], strongest first (faces without landmarks cannot be aligned)."""
-        return [face for face in self.detector.detect(image, self.settings) if face.landmarks is not None]
+        with self.timed("detect"):
+            return [face for face in self.detector.detect(image, self.settings) if face.landmarks is not None]
 
     def crops(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
         """Aligned crops of faces[i] in images[i], warped onto the recognizer's own template: uint8 [M, S, S, 3]
@@ -54,8 +88,9 @@ class FacePipeline:
         size, points = self.recognizer.input_size, self.recognizer.template
         if not faces:
             return np.zeros((0, size, size, 3), np.uint8)
-        pairs = zip(images, faces, strict=True)
-        return np.stack([align_face(image, face.landmarks, size, points) for image, face in pairs])
+        with self.timed("align"):
+            pairs = zip(images, faces, strict=True)
+            return np.stack([align_face(image, face.landmarks, size, points) for image, face in pairs])
 
     def embed(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
         """L2-normalised embeddings of faces[i] in images[i], in one batched run: float32 [M, D]."""
@@ -66,7 +101,8 @@ class FacePipeline:
         float32 [M, D]. Batch jobs keep the crops, not the photos, until a batch is full."""
         if not len(crops):
             return np.zeros((0, self.recognizer.embedding_size), np.float32)
-        return self.recognizer.embed(crops, flip=self.flip)
+        with self.timed("embed"):
+            return self.recognizer.embed(crops, flip=self.flip)
 
 
 def pick_index(faces: Sequence[Face], pick: str, shape: tuple[int, int]) -> int:

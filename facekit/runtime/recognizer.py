@@ -16,15 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from facekit import strict_json
 from facekit.errors import DataFormatError, MissingDataError, ModelError
 from facekit.fileio import atomic_path, atomic_write, sha256_file
 from facekit.norms import ARCFACE, Normalization
 from facekit.recognition.calibration import Calibration
-from facekit.recognition.config import RecognizerConfig
-from facekit.recognition.export import CALIBRATION_KEY, FINGERPRINT_KEY, TEMPLATE_KEY, THRESHOLD_KEY, WEIGHTS_KEY
+from facekit.recognition.config import (
+    CALIBRATION_KEY,
+    FINGERPRINT_KEY,
+    ONNX_FILE,
+    TEMPLATE_KEY,
+    THRESHOLD_KEY,
+    WEIGHTS_KEY,
+    RecognizerConfig,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -119,9 +125,11 @@ class TorchRecognizer(Recognizer):
         if claim:
             self.fingerprint = claim
 
-    @torch.inference_mode()
     def _run(self, blob: np.ndarray) -> np.ndarray:
-        return self.model(torch.from_numpy(blob).to(self.device)).float().cpu().numpy()
+        import torch  # loaded already with the model (facekit.modeldir): a lookup
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(blob).to(self.device)).float().cpu().numpy()
 
 
 class OnnxRecognizer(Recognizer):
@@ -249,6 +257,8 @@ def torch_claim(path: Path, payload: dict) -> str | None:
 def payload_digest(payload: dict) -> str:
     """sha256 (hex) of what makes a model.pt's embeddings: its config apart from the threshold and its calibration,
     and its tensors (names, dtypes, shapes, bytes)."""
+    import torch
+
     digest = hashlib.sha256()
     config = {k: v for k, v in payload["config"].items() if k not in ("threshold", "calibration")}
     digest.update(strict_json.dumps(config, sort_keys=True, default=str).encode())
@@ -283,8 +293,6 @@ def load_face_recognizer(path: str | os.PathLike, device: str = "cpu", backend: 
 
     backend "onnx" on a model directory runs its recognizer.onnx; "auto" prefers PyTorch for directories.
     """
-    from facekit.recognition.export import ONNX_FILE
-
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     p = Path(path)
@@ -305,8 +313,8 @@ def store_calibration(path: str | os.PathLike, calibration: Calibration) -> list
     the weights it holds for), since the embeddings do not change. Returns the files rewritten."""
     import yaml
 
-    from facekit.modeldir import MODEL_FILE, load_model
-    from facekit.recognition.export import ONNX_FILE, rewrite_metadata, threshold_metadata
+    from facekit.modeldir import MODEL_FILE, load_model, save_torch_file
+    from facekit.recognition.export import rewrite_metadata, threshold_metadata
 
     p = Path(path)
     onnx_file = p if p.suffix == ".onnx" else (p if p.is_dir() else p.parent) / ONNX_FILE
@@ -322,8 +330,7 @@ def store_calibration(path: str | os.PathLike, calibration: Calibration) -> list
             payload["config"] = config.as_dict()
             claim = {FINGERPRINT_META: fingerprint, WEIGHTS_META: payload_digest(payload)}
             payload["meta"] = {**payload.get("meta", {}), **claim}
-            with open(stack.enter_context(atomic_path(model_file)), "wb") as f:
-                torch.save(payload, f)
+            save_torch_file(payload, stack.enter_context(atomic_path(model_file)))
             header = {"kind": payload["kind"], "facekit_version": payload["facekit_version"]}
             yaml_file = stack.enter_context(atomic_write(model_file.with_name("config.yaml")))
             yaml.safe_dump({**header, **config.as_dict()}, yaml_file, sort_keys=False)

@@ -185,6 +185,7 @@ def test_declared_sizes_cost_no_memory(knn_gallery, tmp_path):
         assert peak < baseline[2] + 64, (case, peak, baseline[2])
 
 
+@pytest.mark.slow  # ~30 s: a CLI call per 7 bytes; quick: test_crafted_gallery's damaged-gallery cases
 def test_new_galleries_carry_checksums_old_ones_still_load(cli, shared_data, scrfd, random_recognizer, knn_gallery,
                                                           tmp_path):  # fmt: skip
     """build-db writes every byte under a checksum (fletcher32 on every dataset, names and paths as fixed-length

@@ -51,6 +51,7 @@ def imported_detector(shared_data, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # ~30 s; quick: test_detect.py::test_onnx_export_matches_pytorch_and_insightface_loads_it
 def test_imported_detector_exports_in_the_scrfd_layout(cli, shared_data, imported_detector):
     """import-model's directory had no detector.onnx; export writes one that insightface routes to SCRFD and that
     finds PyTorch's faces (--check: every face matched at IoU >= 0.95, landmarks within 2 px). float16 too."""
@@ -69,6 +70,7 @@ def test_imported_detector_exports_in_the_scrfd_layout(cli, shared_data, importe
     assert faces[0].count('"box"') == faces[1].count('"box"') == 6
 
 
+@pytest.mark.slow  # quick: test_recognizer_runtime.py exports a recognizer and checks torch, ONNX and insightface agree
 def test_recognizer_export_keeps_its_fingerprint_and_routes_to_arcface(cli, shared_data, random_recognizer, tmp_path):
     """A recognizer directory without recognizer.onnx gets one: ArcFaceONNX at its own input size, the model's
     fingerprint kept (galleries accept both forms); --check on ORL crops gives the cosine; float16 keeps >= 0.999."""

@@ -8,13 +8,13 @@ from functools import cache
 
 import numpy as np
 
-from facekit.align import align_face
+from facekit.align import ARCFACE_SIZE, align_face
 from facekit.data.images import encode_jpeg
 from facekit.data.synthetic.head import Layout, face_layout, render_head
 from facekit.data.synthetic.identity import Identity, Variation, sample_variation
 from facekit.data.synthetic.raster import ellipse, fill_poly, polyline
 
-CROP_SIZE = 112
+CROP_SIZE = ARCFACE_SIZE  # the synthetic recognition set's crops: ArcFace's
 CROP_SCALE = 0.5  # heads for crops are drawn at 0.5 x canonical, then aligned down to CROP_SIZE (0.5 x canonical)
 
 # WIDER-style event folders and the palette their backgrounds are drawn from.

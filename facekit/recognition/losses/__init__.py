@@ -26,6 +26,7 @@ from torch import nn
 from facekit.recognition.losses.classifiers import CenterLoss, LSoftmax, SoftmaxLoss
 from facekit.recognition.losses.margins import ArcFace, CombinedMargin, CosFace, NormFace, SphereFace, angular_psi
 from facekit.recognition.losses.metric import ContrastiveLoss, LiftedStructureLoss, MarginLoss, TripletLoss
+from facekit.registry import Registry
 
 ParamValue = float | int | bool | str
 
@@ -62,23 +63,21 @@ class LossSpec:
         }
 
 
-LOSSES: dict[str, LossSpec] = {}
-
-
-def register_loss(name: str, spec: LossSpec) -> None:
-    """Add `spec` as `name`. `build` takes `embedding_size` and/or `num_classes` when its signature names them,
-    and every other argument by keyword with a default of type bool, int, float or str."""
-    if name in LOSSES:
-        raise ValueError(f"loss {name!r} is already registered")
+def _check_spec(name: str, spec: LossSpec) -> None:
+    """A loss's `build` takes `embedding_size` and/or `num_classes` when its signature names them, and every other
+    argument by keyword with a default of type bool, int, float or str."""
     for p in spec.hyper_parameters():
         if p.kind is not p.KEYWORD_ONLY or p.default is p.empty or type(p.default) not in _TYPE_NAMES:
             raise ValueError(f"loss {name!r}: {p.name} must be keyword-only with a bool, int, float or str default")
-    LOSSES[name] = spec
+
+
+LOSSES: Registry[LossSpec] = Registry("loss", check=_check_spec)
+register_loss = LOSSES.add  # its earlier name, which tests/test_losses.py imports
 
 
 def create_loss(name: str, *, embedding_size: int, num_classes: int, **params: ParamValue) -> nn.Module:
     """Build loss `name` with its defaults overridden by `params`."""
-    spec = _spec(name)
+    spec = LOSSES[name]
     defaults = spec.defaults
     unknown = sorted(set(params) - set(defaults))
     if unknown:
@@ -92,7 +91,7 @@ def create_loss(name: str, *, embedding_size: int, num_classes: int, **params: P
 def parse_loss_params(name: str, texts: dict[str, str]) -> dict[str, ParamValue]:
     """`texts` ({"mining": "semi_hard", "m": "4"}) converted to the types of loss `name`'s parameters. Raises
     ValueError naming the key, the value and the type expected, or the valid keys."""
-    types = _spec(name).types
+    types = LOSSES[name].types
     params: dict[str, ParamValue] = {}
     for key, text in texts.items():
         if key not in types:
@@ -102,13 +101,6 @@ def parse_loss_params(name: str, texts: dict[str, str]) -> dict[str, ParamValue]
             raise ValueError(f"{key}={text}: {name}'s {key} takes {_TYPE_NAMES[types[key]]}, not {text!r}")
         params[key] = value
     return params
-
-
-def _spec(name: str) -> LossSpec:
-    spec = LOSSES.get(name)
-    if spec is None:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-    return spec
 
 
 def _convert(text: str, kind: type) -> ParamValue | None:
@@ -127,21 +119,21 @@ def _convert(text: str, kind: type) -> ParamValue | None:
     return number
 
 
-register_loss("normface", LossSpec("margin", NormFace, doc="NormFace: s cos(theta), no margin"))
-register_loss("cosface", LossSpec("margin", CosFace, doc="CosFace / AM-Softmax: s (cos(theta) - m)"))
-register_loss("arcface", LossSpec("margin", ArcFace, doc="ArcFace: s cos(theta + m), additive angle"))
-register_loss(
+LOSSES.add("normface", LossSpec("margin", NormFace, doc="NormFace: s cos(theta), no margin"))
+LOSSES.add("cosface", LossSpec("margin", CosFace, doc="CosFace / AM-Softmax: s (cos(theta) - m)"))
+LOSSES.add("arcface", LossSpec("margin", ArcFace, doc="ArcFace: s cos(theta + m), additive angle"))
+LOSSES.add(
     "sphereface", LossSpec("margin", SphereFace, doc="SphereFace: s psi(m theta), multiplicative angle, annealed")
 )
-register_loss("combined", LossSpec("margin", CombinedMargin, doc="combined margin: s (cos(m1 theta + m2) - m3)"))
-register_loss("softmax", LossSpec("classifier", SoftmaxLoss, doc="softmax: linear layer + cross-entropy"))
-register_loss("lsoftmax", LossSpec("classifier", LSoftmax, doc="L-Softmax: ||W|| ||x|| psi(m theta), annealed"))
-register_loss("center", LossSpec("classifier", CenterLoss, doc="softmax + center loss (centres kept by rule)"))
-register_loss(
+LOSSES.add("combined", LossSpec("margin", CombinedMargin, doc="combined margin: s (cos(m1 theta + m2) - m3)"))
+LOSSES.add("softmax", LossSpec("classifier", SoftmaxLoss, doc="softmax: linear layer + cross-entropy"))
+LOSSES.add("lsoftmax", LossSpec("classifier", LSoftmax, doc="L-Softmax: ||W|| ||x|| psi(m theta), annealed"))
+LOSSES.add("center", LossSpec("classifier", CenterLoss, doc="softmax + center loss (centres kept by rule)"))
+LOSSES.add(
     "contrastive",
     LossSpec("metric", ContrastiveLoss, needs_pk_sampler=True, doc="contrastive: all pairs, hinge on distance"),
 )
-register_loss(
+LOSSES.add(
     "triplet",
     LossSpec(
         "metric",
@@ -150,10 +142,10 @@ register_loss(
         doc="triplet (FaceNet): batch_hard or semi_hard mining, optional soft margin",
     ),
 )
-register_loss(
+LOSSES.add(
     "lifted", LossSpec("metric", LiftedStructureLoss, needs_pk_sampler=True, doc="lifted structured loss (smooth)")
 )
-register_loss(
+LOSSES.add(
     "margin_loss",
     LossSpec(
         "metric", MarginLoss, needs_pk_sampler=True, doc="margin loss with distance-weighted sampling (learnt beta)"
