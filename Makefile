@@ -84,8 +84,8 @@ bench: install
 	$(BIN)/python bench/bench_gallery.py --quick
 	$(BIN)/python bench/bench_pipeline.py
 
-# Docker images (docker/): VARIANT=cpu or gpu. docker-run mounts DATA_DIR at /data and MODELS_DIR at /models and
-# runs JOB, the facekit command line, as the calling user, e.g.
+# Docker images (docker/): VARIANT=cpu, gpu (training and serving) or serve (ONNX models only, no torch).
+# docker-run mounts DATA_DIR at /data and MODELS_DIR at /models and runs JOB, the facekit command line, as the calling user, e.g.
 #   make docker-run JOB="train-detect /data/detection_train_data /models/detector"
 #   make docker-run VARIANT=gpu JOB="recognize /data/probe /models/gallery.h5 /models/detector /models/recognizer \
 #       --device cuda"
