@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 from pipeline_peer import (
-    CPU,
     SPINNING,
     Pass,
     Stopwatch,
@@ -156,18 +155,12 @@ def session_options(threads: int | None, spinning: bool = True) -> SessionOption
 
 
 def load_facekit(detector: Path, recognizer: Path, options: SessionOptions | None) -> FacePipeline:
-    """The pipeline `facekit recognize` builds (ONNX files, CPU, photos seen at most 640 px wide). facekit's loader
-    takes no onnxruntime options: given `options`, both sessions are rebuilt on the same files with them."""
-    import onnxruntime as ort
-
+    """The pipeline `facekit recognize` builds (ONNX files, CPU, photos seen at most 640 px wide), its sessions made
+    with `options`."""
     from facekit.runtime.detector import DetectSettings
     from facekit.runtime.pipeline import load_pipeline
 
-    pipeline = load_pipeline(detector, recognizer, settings=DetectSettings(max_size=640))
-    if options is not None:
-        for model in (pipeline.detector, pipeline.recognizer):
-            model.session = ort.InferenceSession(str(model.path), sess_options=options, providers=CPU)
-    return pipeline
+    return load_pipeline(detector, recognizer, settings=DetectSettings(max_size=640), session_options=options)
 
 
 def build_gallery(pipeline: FacePipeline, distractors: int, seed: int = 0) -> Gallery:
@@ -178,7 +171,11 @@ def build_gallery(pipeline: FacePipeline, distractors: int, seed: int = 0) -> Ga
 
     dim = pipeline.recognizer.embedding_size
     gallery = Gallery.empty(
-        dim, ModelStamp.of(pipeline.recognizer), ModelStamp.of(pipeline.detector), crop_size=112, flip=False
+        dim,
+        ModelStamp.of(pipeline.recognizer),
+        ModelStamp.of(pipeline.detector),
+        crop_size=pipeline.recognizer.input_size,
+        flip=False,
     )
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((distractors, dim)).astype(np.float32)

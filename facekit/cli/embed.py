@@ -12,8 +12,10 @@ MODEL = click.Path(exists=True, path_type=Path)
 
 
 def _suffix(_ctx: click.Context, _param: click.Parameter, value: Path) -> Path:
-    if value.suffix.lower() not in (".h5", ".npy"):
-        raise click.BadParameter(f"{value}: expected a file ending in .h5 or .npy")
+    from facekit.gallery.embed import SUFFIXES
+
+    if value.suffix.lower() not in SUFFIXES:
+        raise click.BadParameter(f"{value}: expected a file ending in {' or '.join(SUFFIXES)}")
     return value
 
 

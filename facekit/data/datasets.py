@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from facekit.data.images import decode_image, read_image
-from facekit.data.labels import face_problems, read_labels, resolve_images
+from facekit.data.labels import LABEL_FILE, face_problems, read_labels, resolve_images
 from facekit.errors import DataFormatError
 from facekit.norms import ARCFACE, Normalization
 
@@ -86,7 +86,7 @@ class DetectionDataset(Dataset):
     def __init__(
         self, split_dir: str | os.PathLike, transform: Callable[[DetectionSample], object] | None = None
     ) -> None:
-        self.label_path = Path(split_dir) / "label.txt"
+        self.label_path = Path(split_dir) / LABEL_FILE
         self.style, self.labels = read_labels(self.label_path)
         self.paths = resolve_images(self.label_path, self.labels)
         self.transform = transform

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facekit.data.images import decode_image, is_image_file, read_file
+from facekit.data.labels import LABEL_FILE
 from facekit.errors import FacekitError, LayoutError, MissingDataError
 
 SPLITS = ("train", "val", "test")
@@ -58,9 +59,9 @@ def detect_layout(path: str | os.PathLike) -> str:
         if p.suffix in GALLERY_SUFFIXES:
             return "gallery"
         raise LayoutError(f"{p}: not a layout facekit knows (expected a folder, a .rec, a .bin or a gallery .h5)")
-    if any((p / s / "label.txt").is_file() for s in SPLITS):
+    if any((p / s / LABEL_FILE).is_file() for s in SPLITS):
         return "detection_train_data"
-    if (p / "label.txt").is_file() and (p / "images").is_dir():
+    if (p / LABEL_FILE).is_file() and (p / "images").is_dir():
         return "detection_split"
     if any(p.glob("*.rec")):
         return "recognition_train_data"
@@ -99,7 +100,7 @@ def inspect_detection(root: Path, splits: Iterable[Path]) -> Report:
 
     report = Report("detection_train_data", str(root))
     for split in splits:
-        label_path = split / "label.txt"
+        label_path = split / LABEL_FILE
         if not label_path.is_file():
             continue
         try:

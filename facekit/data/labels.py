@@ -21,6 +21,7 @@ import numpy as np
 from facekit.errors import DataFormatError, MissingDataError, where
 
 LabelStyle = Literal["retinaface", "labelv2"]
+LABEL_FILE = "label.txt"  # beside images/ in each split of detection_train_data
 NUM_LANDMARKS = 5
 LANDMARK_NAMES = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
 FLOAT32_MAX = float(np.finfo(np.float32).max)

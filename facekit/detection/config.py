@@ -23,8 +23,7 @@ class DetectorConfig:
     image_size: int = field(default=640)
 
     def __post_init__(self) -> None:
-        if self.body not in BODIES:
-            raise ValueError(f"unknown detector body {self.body!r}; known: {', '.join(sorted(BODIES))}")
+        BODIES[self.body]  # UnknownNameError (a ValueError), one line listing the known bodies
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {self.normalization!r}; known: {', '.join(NORMALIZATIONS)}")
         if len(self.min_sizes) != len(self.steps) or len({len(s) for s in self.min_sizes}) != 1:
@@ -41,9 +40,8 @@ class DetectorConfig:
     @classmethod
     def for_body(cls, body: str) -> DetectorConfig:
         """The reference settings of a registered body (input size 640 for mobilenet0.25, 840 for resnet50)."""
-        if body not in BODIES:
-            raise ValueError(f"unknown detector body {body!r}; known: {', '.join(sorted(BODIES))}")
-        return cls(body=body, image_size=BODIES[body].image_size, normalization=BODIES[body].normalization)
+        spec = BODIES[body]  # UnknownNameError (a ValueError) for a name not registered
+        return cls(body=body, image_size=spec.image_size, normalization=spec.normalization)
 
     def as_dict(self) -> dict:
         return {

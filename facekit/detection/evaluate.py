@@ -80,9 +80,9 @@ def evaluate_split(
     from tqdm import tqdm
 
     from facekit.data.images import read_image
-    from facekit.data.labels import face_problems, read_labels, resolve_images
+    from facekit.data.labels import LABEL_FILE, face_problems, read_labels, resolve_images
 
-    label_path = Path(split_dir) / "label.txt"
+    label_path = Path(split_dir) / LABEL_FILE
     _, labels = read_labels(label_path)
     paths = resolve_images(label_path, labels)
     wider_truth = read_wider_ground_truth(wider_gt) if wider_gt is not None else None

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from facekit.data.datasets import DetectionDataset
+from facekit.data.labels import LABEL_FILE
 from facekit.detection.augment import Target, TrainTransform
 from facekit.detection.box_utils import prior_boxes
 from facekit.detection.config import ONNX_FILE, DetectorConfig
@@ -96,7 +97,7 @@ def lr_factor(step: int, steps_per_epoch: int, s: DetectTrainSettings) -> float:
 def train_detector(data_path: str | Path, out_dir: str | Path, s: DetectTrainSettings) -> dict:
     """Train on `data_path/{train,val}`; write the model directory to `out_dir`. Returns the final metrics."""
     data_path, out_dir = Path(data_path), Path(out_dir)
-    if not (data_path / "train" / "label.txt").is_file():
+    if not (data_path / "train" / LABEL_FILE).is_file():
         raise MissingDataError(f"{data_path}: no train/label.txt (expected detection_train_data/train/label.txt)")
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = Distributed.from_env(s.device)
@@ -119,7 +120,7 @@ class _Trainer(Trainer):
         self.train_set = AugmentedDetection(
             DetectionDataset(data_path / "train"), TrainTransform(config.image_size, config.norm), s.seed
         )
-        self.val_dir = data_path / "val" if (data_path / "val" / "label.txt").is_file() else None
+        self.val_dir = data_path / "val" if (data_path / "val" / LABEL_FILE).is_file() else None
         torch.manual_seed(s.seed)  # the initial weights of the parts no checkpoint fills
         self.model = build_detector(config)
         if s.pretrained and not s.resume:

@@ -38,8 +38,7 @@ class RecognizerConfig:
     def __post_init__(self) -> None:
         from facekit.recognition.backbones import BACKBONES, INPUT_SIZES, NORMS, TEMPLATES  # torch: built for a model
 
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+        BACKBONES[self.backbone]  # UnknownNameError (a ValueError), one line listing the known backbones
         if self.normalization is None:
             object.__setattr__(self, "normalization", NORMS.get(self.backbone, "arcface"))
         if self.normalization not in NORMALIZATIONS:

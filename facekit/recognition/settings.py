@@ -71,8 +71,10 @@ def resolve_settings(
     """`s` with every None filled, the dataset's recipe and the names of the settings taken from it."""
     from facekit.recognition.losses import LOSSES
 
-    if s.loss not in LOSSES:
-        raise FacekitError(f"unknown loss {s.loss!r}; known: {', '.join(sorted(LOSSES))}")
+    try:
+        LOSSES[s.loss]
+    except ValueError as exc:
+        raise FacekitError(str(exc)) from None
     resolved = {"backbone": s.backbone or RecognizerConfig.backbone}
     resolved["embedding_size"] = s.embedding_size or RecognizerConfig.embedding_size
     if s.pretrained:

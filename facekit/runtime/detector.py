@@ -41,21 +41,22 @@ class TorchDetector(TorchDetectorBase):
         return detect_retinaface(self.model, self.config, image, settings, self.device)
 
 
-def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: str = "auto"):
+def load_face_detector(path: str | os.PathLike, device: str = "cpu", backend: str = "auto", session_options=None):
     """A detector from a facekit model directory / model.pt (PyTorch: RetinaFace, or MTCNN where its config says
     `architecture: mtcnn`) or a SCRFD-layout .onnx (ONNX Runtime).
 
     backend "onnx" on a model directory runs its detector.onnx; "auto" prefers PyTorch for directories.
+    `session_options`: an onnxruntime.SessionOptions for ONNX models (None: ONNX Runtime's defaults).
     """
     from facekit.modeldir import ONNX_FILES, load_model
     from facekit.runtime.onnx_detector import OnnxDetector
 
     p = Path(path)
     if p.suffix == ".onnx":
-        return OnnxDetector(p, device)
+        return OnnxDetector(p, device, session_options)
     if backend == "onnx":
         onnx_file = ONNX_FILES["detector"]
-        return OnnxDetector(p / onnx_file if p.is_dir() else p.with_name(onnx_file), device)
+        return OnnxDetector(p / onnx_file if p.is_dir() else p.with_name(onnx_file), device, session_options)
     payload = load_model(p, "detector")
     if payload["config"].get("architecture") == "mtcnn":
         from facekit.runtime.mtcnn import MtcnnDetector

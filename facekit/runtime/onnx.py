@@ -13,8 +13,9 @@ from facekit.errors import DataFormatError
 log = logging.getLogger(__name__)
 
 
-def create_session(path: str | os.PathLike, device: str = "cpu"):  # onnxruntime.InferenceSession
-    """An ONNX Runtime session on the CUDA provider when asked for and present, else the CPU (with a warning)."""
+def create_session(path: str | os.PathLike, device: str = "cpu", options=None):  # onnxruntime.InferenceSession
+    """An ONNX Runtime session on the CUDA provider when asked for and present, else the CPU (with a warning).
+    `options`: an onnxruntime.SessionOptions (threads, spinning, ...), None for ONNX Runtime's defaults."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -24,7 +25,7 @@ def create_session(path: str | os.PathLike, device: str = "cpu"):  # onnxruntime
         else:
             log.warning("onnxruntime has no CUDA provider here: running %s on the CPU", path)
     try:
-        return ort.InferenceSession(str(path), providers=providers)
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise DataFormatError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
 

@@ -30,9 +30,9 @@ class OnnxDetector:
     """Runs a SCRFD-layout detector. Dynamic-size models see the photo scaled to `max_size` and padded to a
     multiple of the largest stride; fixed-size models see it letterboxed into their input size."""
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", session_options=None) -> None:
         self.path = Path(path)
-        self.session = create_session(path, device)
+        self.session = create_session(path, device, session_options)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(outputs) not in _LAYOUTS:
             raise DataFormatError(f"{path}: {len(outputs)} outputs; a SCRFD-layout detector has 6, 9, 10 or 15")

@@ -200,10 +200,13 @@ def load_pipeline(
     settings: DetectSettings = DetectSettings(),
     flip: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    session_options=None,
 ) -> FacePipeline:
-    """Both models from their paths (facekit model directories, model.pt files or insightface-convention .onnx)."""
+    """Both models from their paths (facekit model directories, model.pt files or insightface-convention .onnx);
+    `session_options` (an onnxruntime.SessionOptions) for the ONNX ones."""
     from facekit.runtime.detector import load_face_detector
     from facekit.runtime.recognizer import load_face_recognizer
 
-    detector = load_face_detector(detector_path, device, backend)
-    return FacePipeline(detector, load_face_recognizer(recognizer_path, device, backend), settings, flip, max_pixels)
+    detector = load_face_detector(detector_path, device, backend, session_options)
+    recognizer = load_face_recognizer(recognizer_path, device, backend, session_options)
+    return FacePipeline(detector, recognizer, settings, flip, max_pixels)

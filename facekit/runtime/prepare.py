@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from facekit import DEFAULT_MAX_PIXELS, strict_json
+from facekit import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS, strict_json
 from facekit.align import template as arcface_template
 from facekit.data.folders import IdentityFolders, scan_identity_folders
 from facekit.data.images import decode_image, encode_jpeg, read_each, read_file
@@ -142,7 +142,7 @@ def align_folders(
     *,
     workers: int = 1,
     force: bool = False,
-    quality: int = 95,
+    quality: int = DEFAULT_JPEG_QUALITY,
     progress: bool | None = None,
     save_every: int = SAVE_EVERY,
 ) -> AlignReport:
@@ -303,7 +303,7 @@ def align_in_memory(
     settings: AlignSettings,
     *,
     workers: int = 1,
-    quality: int = 95,
+    quality: int = DEFAULT_JPEG_QUALITY,
     progress: bool | None = None,
 ) -> Crops:
     """The aligned crop of one face of each photo of `src/<person>/...`, as `facekit align` makes it, in memory."""
@@ -328,7 +328,9 @@ def align_in_memory(
     return Crops.collect(folders, found, settings.size, no_face=no_face, unreadable=unreadable, several_faces=several)
 
 
-def read_crops(src: str | os.PathLike, *, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS) -> Crops:
+def read_crops(
+    src: str | os.PathLike, *, quality: int = DEFAULT_JPEG_QUALITY, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Crops:
     """The aligned crops of `src/<person>/...` as they are: all square and of one size (DataFormatError naming the
     first that is not); JPEG bytes kept, other formats re-encoded. Unreadable files (over `max_pixels` too) are
     skipped and listed."""

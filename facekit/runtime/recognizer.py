@@ -136,7 +136,7 @@ class OnnxRecognizer(Recognizer):
     """An ArcFaceONNX-convention .onnx (data_layouts/onnx_models.md) run by ONNX Runtime: one NCHW input of a fixed
     square size, one embedding output; a fixed batch size (often 1 in older packs) is run crop by crop."""
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", session_options=None) -> None:
         import onnx
 
         from facekit.runtime.onnx import create_session, dims
@@ -144,7 +144,7 @@ class OnnxRecognizer(Recognizer):
         self.path = Path(path)
         if not self.path.is_file():
             raise MissingDataError(f"{self.path}: no such file")
-        self.session = create_session(self.path, device)
+        self.session = create_session(self.path, device, session_options)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape
         if len(inputs) != 1 or len(outputs) != 1 or len(shape) != 4 or shape[1] != 3:
@@ -288,10 +288,13 @@ def _checked_claim(path: Path, claim: str, recorded: str | None, actual: Callabl
     return claim
 
 
-def load_face_recognizer(path: str | os.PathLike, device: str = "cpu", backend: str = "auto") -> Recognizer:
+def load_face_recognizer(
+    path: str | os.PathLike, device: str = "cpu", backend: str = "auto", session_options=None
+) -> Recognizer:
     """A recognizer from a facekit model directory / model.pt (PyTorch) or an ArcFaceONNX-convention .onnx.
 
     backend "onnx" on a model directory runs its recognizer.onnx; "auto" prefers PyTorch for directories.
+    `session_options`: an onnxruntime.SessionOptions for ONNX models (None: ONNX Runtime's defaults).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -299,9 +302,9 @@ def load_face_recognizer(path: str | os.PathLike, device: str = "cpu", backend: 
     if p.suffix == ".onnx":
         if backend == "torch":
             raise ValueError(f"{p}: an .onnx file runs on the onnx backend, not torch")
-        return OnnxRecognizer(p, device)
+        return OnnxRecognizer(p, device, session_options)
     if backend == "onnx":
-        return OnnxRecognizer(p / ONNX_FILE if p.is_dir() else p.with_name(ONNX_FILE), device)
+        return OnnxRecognizer(p / ONNX_FILE if p.is_dir() else p.with_name(ONNX_FILE), device, session_options)
     return TorchRecognizer(p, device)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from facekit import strict_json
 from facekit.data.images import encode_jpeg
-from facekit.data.labels import ImageLabels, write_labels
+from facekit.data.labels import LABEL_FILE, ImageLabels, write_labels
 from facekit.data.recset import Sample, write_recognition_set
 from facekit.data.synthetic.identity import Identity, sample_identity, sample_variation
 from facekit.data.synthetic.scene import CROP_SIZE, THEMES, Face, aligned_crop, scene_photo
@@ -97,7 +97,7 @@ def _write_detection(root: Path, rng: np.random.Generator) -> tuple[dict[str, in
             _write_jpeg(root / split / "images" / name, image)
             labels.append(ImageLabels(path=name) if split == "test" else _image_labels(name, placed))
             faces[split] += len(placed)
-        write_labels(root / split / "label.txt", labels)
+        write_labels(root / split / LABEL_FILE, labels)
         images[split] = count
     return images, faces
 
