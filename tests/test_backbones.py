@@ -3,6 +3,8 @@ arcface_torch's exact parameter names and sizes, so its backbone.pth files load 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -16,18 +18,24 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 @pytest.mark.parametrize(
-    "name",  # the deep iresnets are slow; the shallow ones run the same blocks in make check
-    [pytest.param(n, marks=pytest.mark.slow) if n in ("iresnet100", "iresnet200") else n for n in sorted(BACKBONES)],
+    "name",  # the deep iresnets and the ViTs are slow; the shallow iresnets run the same blocks in make check, and
+    # test_oracle_arcface_torch.py's vit_t forward and train step the ViT's
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("iresnet100", "iresnet200", "vit_t", "vit_s", "vit_b") else n
+        for n in sorted(BACKBONES)
+    ],
 )
 def test_backbone_forward_backward_channels_last(name):
     torch.manual_seed(0)
     model = create_backbone(name, embedding_size=128)  # train mode: a fresh IResNet overflows in eval mode
     size = INPUT_SIZES.get(name, ARCFACE_SIZE)
     x = torch.randn(2, 3, size, size)
+    torch.manual_seed(1)  # the ViTs' token masking and stochastic depth draw the same in both runs
     out = model(x)
     assert out.shape == (2, 128)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    torch.manual_seed(1)
     with torch.no_grad():
         last = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     out = out.detach()
@@ -64,6 +72,7 @@ def test_iresnet50_matches_arcface_torch():
     assert not model.features.weight.requires_grad and bool((model.features.weight == 1).all())
 
 
+@pytest.mark.slow  # quick: test_oracle_arcface_torch.py loads arcface_torch's iresnet18 and mobilefacenet strictly
 def test_iresnet18_34_100_and_mobilefacenet_keys():
     for name, blocks in [("iresnet18", (2, 2, 2, 2)), ("iresnet34", (3, 4, 6, 3)), ("iresnet100", (3, 13, 30, 3))]:
         assert list(create_backbone(name).state_dict()) == _iresnet_keys(blocks), name
@@ -114,3 +123,30 @@ def test_config_round_trip_and_template():
     assert RecognizerConfig.from_dict({"kind": "recognizer", **config.as_dict()}) == config
     with pytest.raises(ValueError, match="threshold"):
         RecognizerConfig(threshold=1.5)
+
+
+@pytest.mark.slow  # ~45 s on 2 shared CPU cores; quick: test_oracle_arcface_torch.py's vit_t forward and train step
+def test_vit_t_trains_through_the_cli_and_exports_onnx(cli, shared_data, tmp_path):
+    """Three steps of `train-recognize --backbone vit_t` on 36 ORL crops; its recognizer.onnx (traced in eval mode,
+    no masking) embeds like the torch model."""
+    import shutil
+
+    import cv2
+    from insightface.model_zoo import get_model
+
+    from facekit.runtime.recognizer import load_face_recognizer
+
+    data = tmp_path / "three"
+    for person in range(1, 4):
+        shutil.copytree(shared_data / f"faces/orl_aligned_112/s{person}", data / f"s{person}")
+    out = tmp_path / "model"
+    args = ["--backbone", "vit_t", "--embedding-size", 32, "--workers", 0, "--batch-size", 10, "--epochs", 1]
+    result = cli("train-recognize", data, out, *args, "--no-augment")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 3
+    faces = np.stack([cv2.imread(str(shared_data / f"faces/orl_aligned_112/s40/{i}.jpg")) for i in range(1, 5)])
+    ours = load_face_recognizer(out).embed(faces)
+    onnx_model = get_model(str(out / "recognizer.onnx"), providers=["CPUExecutionProvider"])
+    theirs = np.stack([onnx_model.get_feat(face)[0] for face in faces])
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    assert (np.sum(ours * theirs, 1) >= 0.999).all()

@@ -96,6 +96,7 @@ def test_landmarks_in_facekit_order(cli, shared_data, scrfd, mtcnn_dir):
         assert distance.diagonal().max() < 0.15 * (other["box"][2] - other["box"][0]), distance
 
 
+@pytest.mark.slow  # quick: test_dlib_hand_labelled_faces and test_landmarks_in_facekit_order run the cascade via detect
 def test_build_db_recognize_and_eval_detect(cli, shared_data, mtcnn_dir, random_recognizer, tmp_path):
     db = tmp_path / "knn.h5"
     small = ["--max-size", "320"]  # portraits: their faces stay over 60 pixels

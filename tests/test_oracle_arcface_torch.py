@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from oracles import assert_same, load_module
+from oracles import assert_same, load_module, stub_module
 
-from facekit.recognition.backbones import create_backbone, load_backbone_weights
+from facekit.recognition.backbones import BACKBONES, create_backbone, load_backbone_weights
 from facekit.recognition.losses.margins import ArcFace, CombinedMargin, CosFace
 from facekit.recognition.partial_fc import PartialFC
 
@@ -69,7 +69,13 @@ def one_thread():
 
 # iresnet50 is iresnet18's blocks, deeper (~3 s more): slow; make check compares iresnet18 and mobilefacenet
 @pytest.fixture(
-    scope="module", params=["iresnet18", pytest.param("iresnet50", marks=pytest.mark.slow), "mobilefacenet"]
+    scope="module",
+    params=[
+        "iresnet18",
+        pytest.param("iresnet50", marks=pytest.mark.slow),
+        pytest.param("iresnet200", marks=pytest.mark.slow),
+        "mobilefacenet",
+    ],
 )
 def backbone_pair(request, tmp_path_factory, one_thread):
     """(facekit's backbone loaded from the oracle's saved backbone.pth, the oracle), both float64."""
@@ -288,3 +294,127 @@ def test_sampled_partial_fc_equals_partial_fc_v2(one_process_group, sample_rate,
     assert_same("sampled partial fc loss", loss, loss_ref, rtol=FORWARD_RTOL)
     assert_same("grad embeddings", grad, grad_ref, rtol=GRAD_RTOL, atol=1e-7)
     assert_same("grad weight", ours.weight.grad, theirs.weight.grad, rtol=GRAD_RTOL, atol=1e-7)
+
+
+# ---- ViT and iresnet200 ---------------------------------------------------------------------------------------
+
+# arcface_torch backbones/__init__.py's get_model arguments for each name (img_size 112, patch_size 9, layer norm)
+ORACLE_VITS = {
+    "vit_t": {"embed_dim": 256, "depth": 12, "drop_path_rate": 0.1, "mask_ratio": 0.1},
+    "vit_s": {"embed_dim": 512, "depth": 12, "drop_path_rate": 0.1, "mask_ratio": 0.1},
+    "vit_b": {"embed_dim": 512, "depth": 24, "drop_path_rate": 0.1, "mask_ratio": 0.1, "using_checkpoint": True},
+}
+
+
+class _EvalOnlyDropPath(torch.nn.Module):
+    """Stand-in for timm's DropPath: identity in eval mode; the train-mode tests build the oracle with
+    drop_path_rate 0 (nn.Identity), so this stub never decides a number there."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise AssertionError("stub DropPath used in train mode")
+        return x
+
+
+def oracle_vit(name: str, **overrides: float) -> torch.nn.Module:
+    """arcface_torch's VisionTransformer built as get_model(name) builds it. timm is not installed: the three names
+    vit.py imports from timm.models.layers are stubbed (to_2tuple, torch's own trunc_normal_, an eval-only DropPath)."""
+    timm_layers = stub_module(
+        "timm.models.layers",
+        DropPath=_EvalOnlyDropPath,
+        to_2tuple=lambda value: (value, value),
+        trunc_normal_=torch.nn.init.trunc_normal_,
+    )
+    stubs = {"timm": stub_module("timm"), "timm.models": stub_module("timm.models"), "timm.models.layers": timm_layers}
+    vit = load_module("arcface_torch/backbones/vit.py", "oracle_vit", stubs)
+    args = {**ORACLE_VITS[name], **overrides}
+    return vit.VisionTransformer(
+        img_size=112, patch_size=9, num_classes=512, num_heads=8, norm_layer="ln", **args
+    )  # fmt: skip
+
+
+# the oracle's ViT enters torch.cuda.amp.autocast(True) around its linears: on a machine without CUDA it warns
+cpu_autocast_warning = pytest.mark.filterwarnings("ignore:CUDA is not available or torch_xla is imported:UserWarning")
+
+
+@pytest.fixture
+def oracle_keeps_float64(monkeypatch):
+    """The oracle's attention and final norm call `.float()` (float32 attention under fp16 autocast); for these
+    float64 comparisons Tensor.float leaves float64 tensors as they are, so both models compute in float64."""
+    to_float = torch.Tensor.float
+    monkeypatch.setattr(
+        torch.Tensor, "float", lambda self, *a, **k: self if self.dtype == torch.float64 else to_float(self, *a, **k)
+    )
+
+
+def randomise_vit(model: torch.nn.Module) -> None:
+    """On top of randomise: random LayerNorm affines and linear biases, and MLP inputs scaled so that a good share
+    of the hidden units exceed 6 (ReLU6's clamp is then exercised, not just its ReLU part)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+            if isinstance(module, torch.nn.LayerNorm | torch.nn.Linear) and module.bias is not None:
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+            if name.endswith("mlp.fc1"):
+                module.weight.mul_(6.0)
+        model.mask_token.copy_(torch.randn(model.mask_token.shape, generator=generator))
+
+
+def vit_pair(name: str, tmp_path, **overrides: float) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(facekit's ViT loaded strictly from the oracle's saved backbone.pth, the oracle), both float64, with
+    non-trivial BatchNorm statistics in the feature head."""
+    torch.manual_seed(0)
+    theirs = oracle_vit(name, **overrides)
+    randomise(theirs)
+    randomise_vit(theirs)
+    path = tmp_path / "backbone.pth"
+    torch.save(theirs.state_dict(), path)
+    ours = BACKBONES[name](**({"drop_path": overrides["drop_path_rate"]} if "drop_path_rate" in overrides else {}))
+    load_backbone_weights(ours, path)
+    return ours.double(), theirs.double()
+
+
+@cpu_autocast_warning
+@pytest.mark.parametrize(
+    "name", ["vit_t", pytest.param("vit_s", marks=pytest.mark.slow), pytest.param("vit_b", marks=pytest.mark.slow)]
+)
+def test_vit_forward_equals_arcface_torch(name, tmp_path, one_thread, oracle_keeps_float64):
+    """Eval mode (no masking, no stochastic depth): same embeddings from arcface_torch's parameters."""
+    ours, theirs = vit_pair(name, tmp_path)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert_same(f"{name} embeddings (eval)", ours.eval()(x), theirs.eval()(x), rtol=FORWARD_RTOL)
+
+
+@pytest.mark.slow  # ~3 s; quick: the vit_t eval forward here and mobilefacenet's train step
+@cpu_autocast_warning
+def test_vit_train_step_with_masking_equals_arcface_torch(tmp_path, one_thread, oracle_keeps_float64):
+    """vit_t in train mode with its token masking (mask_ratio 0.1): both draw the mask with torch.rand(B, L) first
+    thing after the position embedding, so seeded alike they drop the same tokens. Stochastic depth is off in both
+    (drop_path_rate 0): it draws per block, and the oracle's DropPath is timm's, which is not installed. Same
+    embeddings, parameter gradients (mask_token included) and BatchNorm running statistics."""
+    ours, theirs = vit_pair("vit_t", tmp_path, drop_path_rate=0.0)
+    ours.train(), theirs.train()
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 112, 112, generator=generator, dtype=torch.float64)
+    probe = torch.randn(2, 512, generator=generator, dtype=torch.float64)
+    torch.manual_seed(3)
+    mine = ours(x)
+    torch.manual_seed(3)
+    reference = theirs(x)
+    assert_same("vit_t embeddings (train, masked)", mine, reference, FORWARD_RTOL)
+    (mine * probe).sum().backward()
+    (reference * probe).sum().backward()
+    their_params = dict(theirs.named_parameters())
+    for name, parameter in ours.named_parameters():
+        assert_same(f"grad {name}", parameter.grad, their_params[name].grad, GRAD_RTOL, 1e-12)
+    assert ours.mask_token.grad.abs().sum() > 0  # the masked places were filled, as in the oracle
+    their_buffers = dict(theirs.named_buffers())
+    for name, buffer in ours.named_buffers():
+        assert_same(f"buffer {name}", buffer, their_buffers[name], FORWARD_RTOL)

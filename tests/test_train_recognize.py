@@ -128,6 +128,8 @@ def test_partial_fc_sample_rate_half_trains(cli, six_people, tmp_path):
     assert history[-1]["loss"] < history[0]["loss"]
 
 
+# ~9 s; quick: test_train_detect.py's exact resume goes through the same training.Trainer checkpoint/resume skeleton
+@pytest.mark.slow
 def test_resume_ends_like_an_uninterrupted_run_with_augmentation(cli, six_people, tmp_path, monkeypatch):
     """3 people (30 crops) in batches of 6: 10 steps over 2 epochs, a checkpoint at step 6 (mid-epoch 2)."""
     from facekit.recognition import train

@@ -19,6 +19,7 @@ from torch import nn
 
 from facekit.align import DLIB_SIZE, DLIB_TEMPLATE
 from facekit.errors import DataFormatError
+from facekit.recognition.vit import VisionTransformer
 from facekit.registry import Registry
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
@@ -120,6 +121,11 @@ def iresnet50(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
 @BACKBONES.register()
 def iresnet100(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
     return IResNet((3, 13, 30, 3), embedding_size=embedding_size, dropout=dropout)
+
+
+@BACKBONES.register()
+def iresnet200(*, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+    return IResNet((6, 26, 60, 6), embedding_size=embedding_size, dropout=dropout)
 
 
 # ---- MobileFaceNet (arcface_torch backbones/mobilefacenet.py, "mbf") ---------------------------------------------
@@ -238,6 +244,30 @@ def mobilefacenet(*, embedding_size: int = 512, dropout: float = 0.0) -> MobileF
     if dropout:
         raise ValueError("mobilefacenet has no dropout layer; use dropout=0")
     return MobileFaceNet(embedding_size=embedding_size)
+
+
+# ---- ViT (arcface_torch backbones/__init__.py's vit_t, vit_s, vit_b; the model is facekit/recognition/vit.py) ----
+# 112x112 ArcFace crops cut into 9x9 patches; drop_path (stochastic depth) and mask_ratio (random token dropping)
+# are arcface_torch's training-time settings for each name and act in train mode only.
+
+
+def _vit(embed_dim: int, depth: int, checkpointing: bool = False) -> Callable[..., VisionTransformer]:
+    """A ViT factory of one width and depth, 8 heads, with arcface_torch's training-time settings as defaults."""
+
+    def factory(
+        *, embedding_size: int = 512, dropout: float = 0.0, drop_path: float = 0.1, mask_ratio: float = 0.1
+    ) -> VisionTransformer:
+        return VisionTransformer(
+            embed_dim=embed_dim, depth=depth, num_heads=8, embedding_size=embedding_size, dropout=dropout,
+            drop_path=drop_path, mask_ratio=mask_ratio, checkpointing=checkpointing,
+        )  # fmt: skip
+
+    return factory
+
+
+BACKBONES.add("vit_t", _vit(256, 12))  # width 256, 12 blocks
+BACKBONES.add("vit_s", _vit(512, 12))  # width 512, 12 blocks
+BACKBONES.add("vit_b", _vit(512, 24, checkpointing=True))  # 24 blocks, activation checkpointing (as arcface_torch)
 
 
 # ---- dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1.dat; dnn_face_recognition_ex.cpp) ----
