@@ -72,7 +72,7 @@ def test_iresnet50_matches_arcface_torch():
     assert not model.features.weight.requires_grad and bool((model.features.weight == 1).all())
 
 
-@pytest.mark.slow  # quick: test_oracle_arcface_torch.py loads arcface_torch's iresnet18 and mobilefacenet strictly
+@pytest.mark.slow  # quick: test_oracle_arcface_torch.py loads arcface_torch's mobilefacenet strictly
 def test_iresnet18_34_100_and_mobilefacenet_keys():
     for name, blocks in [("iresnet18", (2, 2, 2, 2)), ("iresnet34", (3, 4, 6, 3)), ("iresnet100", (3, 13, 30, 3))]:
         assert list(create_backbone(name).state_dict()) == _iresnet_keys(blocks), name

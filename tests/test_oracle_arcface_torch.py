@@ -67,11 +67,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-# iresnet50 is iresnet18's blocks, deeper (~3 s more): slow; make check compares iresnet18 and mobilefacenet
+# the iresnets take 2-8 s each: slow (make test); make check compares mobilefacenet's, and vit_t's below
 @pytest.fixture(
     scope="module",
     params=[
-        "iresnet18",
+        pytest.param("iresnet18", marks=pytest.mark.slow),
         pytest.param("iresnet50", marks=pytest.mark.slow),
         pytest.param("iresnet200", marks=pytest.mark.slow),
         "mobilefacenet",
