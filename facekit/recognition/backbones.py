@@ -19,6 +19,7 @@ from torch import nn
 
 from facekit.align import DLIB_SIZE, DLIB_TEMPLATE
 from facekit.errors import DataFormatError
+from facekit.recognition.ghostfacenet import GhostFaceNet
 from facekit.recognition.vit import VisionTransformer
 from facekit.registry import Registry
 
@@ -244,6 +245,15 @@ def mobilefacenet(*, embedding_size: int = 512, dropout: float = 0.0) -> MobileF
     if dropout:
         raise ValueError("mobilefacenet has no dropout layer; use dropout=0")
     return MobileFaceNet(embedding_size=embedding_size)
+
+
+# ---- GhostFaceNetV1 (Alansari et al. 2023; the model is facekit/recognition/ghostfacenet.py) ---------------------
+# width 1.3, stem stride 1: the paper's most accurate V1 (GhostFaceNetV1-1.3-1), whose GDC sees a 7x7 map.
+
+
+@BACKBONES.register()
+def ghostfacenet(*, embedding_size: int = 512, dropout: float = 0.0) -> GhostFaceNet:
+    return GhostFaceNet(width=1.3, stem_stride=1, embedding_size=embedding_size, dropout=dropout)
 
 
 # ---- ViT (arcface_torch backbones/__init__.py's vit_t, vit_s, vit_b; the model is facekit/recognition/vit.py) ----
