@@ -10,6 +10,7 @@ import importlib.util
 import os
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,10 @@ def load_module(relative_path: str, name: str, stubs: dict[str, types.ModuleType
     saved = {key: sys.modules.get(key) for key in stubs}
     sys.modules.update(stubs)
     try:
-        spec.loader.exec_module(module)
+        with warnings.catch_warnings():  # upstream's own style (e.g. AdaFace's invalid escape "\\A") is not ours
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            spec.loader.exec_module(module)
     finally:
         for key, previous in saved.items():
             if previous is None:

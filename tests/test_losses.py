@@ -23,6 +23,7 @@ from facekit.recognition.losses import (
     create_loss,
     register_loss,
 )
+from facekit.recognition.partial_fc import PartialFC
 from facekit.recognition.sampler import PKSampler
 
 EMBEDDING = 64
@@ -113,13 +114,22 @@ def test_sphereface_annealing_by_hand():
         torch.testing.assert_close(logits, torch.tensor([[target, 6.4, -12.8], SCALED[2]]))
 
 
+# the heads that change only the label column, at scale 64 (the adaptive ones re-weight other columns or the scale)
+LABEL_COLUMN_ONLY = (
+    "normface", "cosface", "arcface", "sphereface", "combined", "subcenter_arcface", "elasticface_arc",
+    "elasticface_cos", "adaface", "magface",
+)  # fmt: skip
+
+
 def test_margins_leave_unlabelled_rows_and_inputs_alone():
-    cosine = torch.tensor(COSINES)
+    cosine, norms = torch.tensor(COSINES), torch.tensor([20.0, 30.0, 40.0])
+    for name in LABEL_COLUMN_ONLY:
+        logits = create_loss(name, embedding_size=EMBEDDING, num_classes=3)(cosine, torch.tensor(LABELS), norms)
+        torch.testing.assert_close(logits[2], torch.tensor(SCALED[2]), msg=name)
+        torch.testing.assert_close(logits[:, 1:], torch.tensor(SCALED)[:, 1:], msg=name)
     for name, spec in LOSSES.items():
         if spec.kind == "margin":
-            logits = create_loss(name, embedding_size=EMBEDDING, num_classes=3)(cosine, torch.tensor(LABELS))
-            torch.testing.assert_close(logits[2], torch.tensor(SCALED[2]))
-            torch.testing.assert_close(logits[:, 1:], torch.tensor(SCALED)[:, 1:])
+            create_loss(name, embedding_size=EMBEDDING, num_classes=3)(cosine, torch.tensor(LABELS), norms)
     torch.testing.assert_close(cosine, torch.tensor(COSINES))
 
 
@@ -239,7 +249,7 @@ def test_registry_reads_defaults_from_the_constructor():
 
 
 def test_unknown_loss_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown loss 'nope'; known: arcface, center, combined"):
+    with pytest.raises(ValueError, match="unknown loss 'nope'; known: adacos, adaface, am_softmax, arcface, center"):
         create_loss("nope", embedding_size=EMBEDDING, num_classes=4)
 
 
@@ -257,22 +267,20 @@ def test_unknown_parameter_names_the_valid_ones():
 # --- every registered loss: gradients, then training on real faces --------------------------------------------------
 
 
-class CosineClassifier(nn.Module):
-    """The smallest Partial FC stand-in: cosine [B, C] = normalize(x) @ normalize(W).T."""
-
-    def __init__(self, embedding_size: int, num_classes: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(num_classes, embedding_size) * 0.01)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.normalize(x), F.normalize(self.weight))
-
-
 def loss_of(name: str, loss: nn.Module, head: nn.Module, embeddings, labels) -> torch.Tensor:
-    """Margin losses turn the head's cosines into logits for cross-entropy; the others give the loss."""
+    """Margin losses go through Partial FC (`head`: cosines, norms, any penalty, cross-entropy); the others give the
+    loss."""
     if LOSSES[name].kind == "margin":
-        return F.cross_entropy(loss(head(embeddings), labels), labels)
+        return head(embeddings, labels, loss)
     return loss(embeddings, labels)
+
+
+def margin_head(name: str, loss: nn.Module, num_classes: int) -> nn.Module:
+    """Partial FC (all classes sampled) for a margin loss, with the loss's sub-centres; nn.Identity otherwise."""
+    if LOSSES[name].kind != "margin":
+        return nn.Identity()
+    k = getattr(loss, "centres_per_class", 1)
+    return PartialFC(embedding_size=EMBEDDING, num_classes=num_classes, centres_per_class=k)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -281,7 +289,7 @@ def test_gradients_finite_and_nonzero(name):
     embeddings = torch.randn(16, EMBEDDING, requires_grad=True)
     labels = torch.arange(4).repeat_interleave(4)
     loss = create_loss(name, embedding_size=EMBEDDING, num_classes=4)
-    head = CosineClassifier(EMBEDDING, 4)
+    head = margin_head(name, loss, 4)
     value = loss_of(name, loss, head, embeddings, labels)
     value.backward()
     assert value.ndim == 0 and torch.isfinite(value)
@@ -368,7 +376,7 @@ def train_briefly(name: str, faces, unseen, steps: int = 30, **params) -> tuple[
     before = verification_auc(backbone, images, unseen)
     scale = {"s": 16.0} if "s" in spec.defaults else {}  # 64 needs more steps than a test can afford
     loss = create_loss(name, embedding_size=EMBEDDING, num_classes=IDENTITIES, **scale, **params)
-    head = CosineClassifier(EMBEDDING, IDENTITIES) if spec.kind == "margin" else nn.Identity()
+    head = margin_head(name, loss, IDENTITIES)
     optimiser = torch.optim.Adam([*backbone.parameters(), *loss.parameters(), *head.parameters()], lr=3e-3)
     history = []
     for step, batch in enumerate(batch_indices(name, labels, steps)):

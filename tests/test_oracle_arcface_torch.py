@@ -141,8 +141,8 @@ def cosines_and_labels() -> tuple[torch.Tensor, torch.Tensor]:
     return cosine, labels
 
 
-def oracle_margin(m1: float, m2: float, m3: float) -> torch.nn.Module:
-    return load_module("arcface_torch/losses.py", "oracle_losses").CombinedMarginLoss(S, m1, m2, m3)
+def oracle_margin(m1: float, m2: float, m3: float, s: float = S) -> torch.nn.Module:
+    return load_module("arcface_torch/losses.py", "oracle_losses").CombinedMarginLoss(s, m1, m2, m3)
 
 
 def run_oracle(margin: torch.nn.Module, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -223,12 +223,16 @@ def one_process_group(tmp_path, monkeypatch):
 
 
 CLASSES, DIM, BATCH = 20, 16, 6
+# partial_fc_v2 floors each label probability at 1e-30 (a row's loss at most 69.08); facekit's cross-entropy is exact
+# log-sum-exp (test_partial_fc_loss_is_exact_past_the_oracles_floor). At s = 64 random centres put rows past that
+# floor, so the comparisons run at s = 16, where every row's loss is far below it.
+PFC_S = 16.0
 
 
 def pfc_pair(sample_rate: float):
     """(facekit's PartialFC, the oracle's PartialFC_V2 with CosFace) holding the same centres."""
     oracle = load_module("arcface_torch/partial_fc_v2.py", "oracle_pfc")
-    theirs = oracle.PartialFC_V2(oracle_margin(1.0, 0.0, 0.4), DIM, CLASSES, sample_rate)
+    theirs = oracle.PartialFC_V2(oracle_margin(1.0, 0.0, 0.4, PFC_S), DIM, CLASSES, sample_rate)
     ours = PartialFC(embedding_size=DIM, num_classes=CLASSES, sample_rate=sample_rate)
     with torch.no_grad():
         ours.weight.copy_(theirs.weight)
@@ -240,7 +244,7 @@ def pfc_step(ours, theirs, labels: torch.Tensor, *, seed: int):
     x = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(5))
     mine, reference = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     torch.manual_seed(seed)
-    loss = ours(mine, labels, CosFace())
+    loss = ours(mine, labels, CosFace(s=PFC_S))
     torch.manual_seed(seed)
     loss_ref = theirs(reference, labels.clone())
     loss.backward()
@@ -264,7 +268,7 @@ def test_partial_fc_arcface_loss_equals_partial_fc_v2(one_process_group):
     so its gradient is that of s cos(theta) (a straight-through margin); facekit differentiates s cos(theta + m).
     """
     oracle = load_module("arcface_torch/partial_fc_v2.py", "oracle_pfc")
-    theirs = oracle.PartialFC_V2(oracle_margin(1.0, 0.5, 0.0), DIM, CLASSES, 1.0)
+    theirs = oracle.PartialFC_V2(oracle_margin(1.0, 0.5, 0.0, PFC_S), DIM, CLASSES, 1.0)
     ours = PartialFC(embedding_size=DIM, num_classes=CLASSES)
     with torch.no_grad():
         ours.weight.copy_(theirs.weight)
@@ -273,7 +277,24 @@ def test_partial_fc_arcface_loss_equals_partial_fc_v2(one_process_group):
     label_cosines = (F.normalize(x) * F.normalize(ours.weight[labels])).sum(1)
     assert (label_cosines > math.cos(math.pi - 0.5)).all()
     with torch.no_grad():
-        assert_same("partial fc arcface loss", ours(x, labels, ArcFace()), theirs(x, labels.clone()), rtol=FORWARD_RTOL)
+        loss = ours(x, labels, ArcFace(s=PFC_S))
+        assert_same("partial fc arcface loss", loss, theirs(x, labels.clone()), rtol=FORWARD_RTOL)
+
+
+def test_partial_fc_loss_is_exact_past_the_oracles_floor(one_process_group):
+    """At s = 64 with CosFace some rows' losses pass 69.08 (label probability below 1e-30): partial_fc_v2 floors
+    them there, facekit's loss equals torch's exact cross-entropy."""
+    ours, theirs = pfc_pair(1.0)
+    theirs.margin_softmax = oracle_margin(1.0, 0.0, 0.4, 64.0)
+    labels = torch.tensor([0, 3, 3, 19, 7, 11])
+    x = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        loss, floored = ours(x, labels, CosFace(s=64.0)), theirs(x, labels.clone())
+        cosine = F.linear(F.normalize(x), F.normalize(ours.weight))
+        rows = F.cross_entropy(CosFace(s=64.0)(cosine, labels), labels, reduction="none")
+    assert rows.max() > -math.log(1e-30)  # the floor matters here
+    assert_same("exact loss", loss, rows.mean(), rtol=FORWARD_RTOL)
+    assert_same("floored loss", floored, rows.clamp(max=-math.log(1e-30)).mean(), rtol=FORWARD_RTOL)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from facekit.recognition.partial_fc import PartialFC, shard_bounds
 class Scale(torch.nn.Module):
     """A margin function that only scales: NormFace."""
 
-    def forward(self, cosine, labels):
+    def forward(self, cosine, labels, norms):
         return 16.0 * cosine
 
 
@@ -127,3 +127,75 @@ def test_initial_centres_do_not_depend_on_sharding():
         whole = initial_centres(classes, 4, 0, classes, seed=3)
         parts = [initial_centres(classes, 4, *shard_bounds(classes, r, 3), seed=3) for r in range(3)]
         torch.testing.assert_close(torch.cat(parts), whole)
+
+
+# every head whose logits read more than its own row and column: the batch statistics, the feature norms, the
+# sub-centres, the random margins; two steps, so that running values feed the second
+ADAPTIVE_HEADS = (
+    "adacos", "adaface", "circle", "curricularface", "elasticface_arc", "magface", "mv_softmax", "subcenter_arcface",
+)  # fmt: skip
+
+
+def _heads_run(names, rank: int, world: int) -> dict:
+    """Per head: the losses, this rank's share of the embedding and centre gradients of two steps, and the head's
+    buffers after them (rank 0 of 1 gives the single-process values)."""
+    from facekit.recognition.losses import create_loss
+
+    results = {}
+    for name in names:
+        torch.manual_seed(0)
+        head = create_loss(name, embedding_size=8, num_classes=11)
+        k = getattr(head, "centres_per_class", 1)
+        full = torch.randn(11, k, 8).squeeze(1) if k == 1 else torch.randn(11, k, 8)
+        pfc = PartialFC(embedding_size=8, num_classes=11, centres_per_class=k)
+        with torch.no_grad():
+            pfc.weight.copy_(full[pfc.start : pfc.end])
+        out = {"loss": [], "x_grad": [], "w_grad": [], "bounds": (pfc.start, pfc.end)}
+        for step in range(2):
+            g = torch.Generator().manual_seed(step)
+            x = torch.randn(8, 8, generator=g) * torch.linspace(12, 40, 8).unsqueeze(1)
+            labels = torch.tensor([0, 3, 3, 10, 7, 1, 5, 9])
+            share = 8 // world
+            local = x[rank * share : (rank + 1) * share].clone().requires_grad_(True)
+            pfc.weight.grad = None
+            torch.manual_seed(10 + step)  # ElasticFace's draws
+            loss = pfc(local, labels[rank * share : (rank + 1) * share], head)
+            loss.backward()
+            out["loss"].append(loss.detach())
+            out["x_grad"].append(local.grad / world)
+            out["w_grad"].append(pfc.weight.grad.clone())
+        out["buffers"] = {key: value.clone() for key, value in head.state_dict().items()}
+        results[name] = out
+    return results
+
+
+def _heads_worker(rank, world, init_file, result_file):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.save(_heads_run(ADAPTIVE_HEADS, rank, world), f"{result_file}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_adaptive_heads_on_two_gloo_processes_match_one(tmp_path):
+    """Batch statistics (AdaCos, AdaFace, CurricularFace, MV-Softmax), MagFace's norm-based margin and regulariser,
+    sub-centres and ElasticFace's draws: sharded over two processes, the same losses, gradients and running values
+    as one process."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_heads_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2, join=True)
+    parts = [torch.load(f"{tmp_path / 'out'}.{r}", weights_only=True) for r in range(2)]
+    single = _heads_run(ADAPTIVE_HEADS, 0, 1)
+    for name in ADAPTIVE_HEADS:
+        expected = single[name]
+        for rank, part in enumerate(parts):
+            got = part[name]
+            start, end = got["bounds"]
+            for step in range(2):
+                where = f"{name} rank {rank} step {step}"
+                torch.testing.assert_close(got["loss"][step], expected["loss"][step], msg=f"{where} loss")
+                torch.testing.assert_close(got["w_grad"][step], expected["w_grad"][step][start:end], msg=where)
+                rows = slice(rank * 4, (rank + 1) * 4)
+                torch.testing.assert_close(got["x_grad"][step], expected["x_grad"][step][rows], msg=where)
+            for key, value in expected["buffers"].items():
+                torch.testing.assert_close(got["buffers"][key], value, msg=f"{name} rank {rank} {key}")

@@ -18,7 +18,8 @@ def test_small_sets_get_adamw_and_a_small_margin():
     r = recipe_for(300, 30)  # ORL s1-s30
     assert (r.name, r.optimizer, r.lr, r.weight_decay, r.schedule) == ("small", "adamw", 2e-3, 0.05, "cosine")
     assert (r.batch_size, r.epochs, r.warmup_epochs) == (30, 15, 1.0)
-    assert r.loss_params == {"arcface": {"s": 32.0, "m": 0.3}}
+    assert r.loss_params["arcface"] == {"s": 32.0, "m": 0.3}
+    assert r.loss_params["adaface"] == {"s": 32.0} and "adacos" not in r.loss_params  # AdaCos sets its own scale
 
 
 @pytest.mark.parametrize(("images", "size"), [(300, "small"), (500_000, "large")])
@@ -87,7 +88,7 @@ def test_batch_splits_evenly_over_processes_and_fits_the_data():
 
 
 def test_unknown_loss_is_one_line():
-    with pytest.raises(FacekitError, match="unknown loss 'nope'; known: arcface"):
+    with pytest.raises(FacekitError, match="unknown loss 'nope'; known: adacos, adaface"):
         resolve_settings(RecognizeTrainSettings(loss="nope"), **ORL)
 
 
@@ -146,3 +147,14 @@ def test_cli_leaves_recipe_options_open_and_config_and_env_fill_them(cli, tmp_pa
     )
     assert (s.augment.blur, s.augment.erase, s.augment.flip, s.augment.crop) == (0.3, 0.5, 0.0, 0.0)
     json.dumps(s.augment.__dict__)  # saved in metrics.json
+
+
+def test_small_recipe_scales_every_margin_head_with_a_fixed_scale():
+    """SMALL_LOSS_PARAMS names registered margin heads, and every margin head with an `s` is among them."""
+    from facekit.recognition.losses import LOSSES
+    from facekit.recognition.recipe import SMALL_LOSS_PARAMS
+
+    with_scale = {name for name, spec in LOSSES.items() if spec.kind == "margin" and "s" in spec.defaults}
+    assert set(SMALL_LOSS_PARAMS) == with_scale
+    for name, values in SMALL_LOSS_PARAMS.items():
+        assert set(values) <= set(LOSSES[name].defaults), name

@@ -7,10 +7,13 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from facekit.recognition.losses import create_loss
 
 REC = "layouts/recognition_train_data"
 SMALL = ["--backbone", "mobilefacenet", "--embedding-size", 32, "--workers", 0, "--lr", 0.01, "--no-flip"]
@@ -76,6 +79,9 @@ def test_artifacts_threshold_and_onnx_interop(cli, shared_data, tmp_path):
         pytest.param("triplet", ["--pk", 6, 4], marks=pytest.mark.slow),
         pytest.param("center", [], marks=pytest.mark.slow),
         pytest.param("sphereface", [], marks=pytest.mark.slow),
+        # quick: test_losses.py trains every head on real crops through Partial FC, test_oracle_heads.py checks them
+        pytest.param("adaface", ["--sample-rate", 0.5], marks=pytest.mark.slow),
+        pytest.param("subcenter_arcface", ["--loss-param", "k=2"], marks=pytest.mark.slow),
     ],
 )
 def test_loss_kinds_through_the_cli(cli, six_people, tmp_path, loss, extra):
@@ -128,30 +134,20 @@ def test_partial_fc_sample_rate_half_trains(cli, six_people, tmp_path):
     assert history[-1]["loss"] < history[0]["loss"]
 
 
-# ~9 s; quick: test_train_detect.py's exact resume goes through the same training.Trainer checkpoint/resume skeleton
-@pytest.mark.slow
-def test_resume_ends_like_an_uninterrupted_run_with_augmentation(cli, six_people, tmp_path, monkeypatch):
-    """3 people (30 crops) in batches of 6: 10 steps over 2 epochs, a checkpoint at step 6 (mid-epoch 2)."""
-    from facekit.recognition import train
-
+def three_people(six_people, tmp_path) -> Path:
     three = tmp_path / "three"
     for person in ("s1", "s2", "s3"):
         shutil.copytree(six_people / person, three / person)
-    args = [
-        *SMALL,
-        "--batch-size",
-        6,
-        "--epochs",
-        2,
-        "--val-every",
-        2,
-        "--save-every",
-        3,
-        "--no-onnx",
-        "--aug-rotate",
-        10,
-    ]
-    assert cli("train-recognize", three, tmp_path / "a", *args).exit_code == 0
+    return three
+
+
+def interrupted_and_resumed(cli, data, tmp_path, monkeypatch, args) -> tuple[dict, dict]:
+    """Train `data` uninterrupted into a/ and, into b/, interrupted before step 8 then resumed from the step-6
+    checkpoint (batches of 6 over 30 crops, --save-every 3): checks both ran 10 steps with the same losses and
+    weights, and returns both metrics and b's checkpoint."""
+    from facekit.recognition import train
+
+    assert cli("train-recognize", data, tmp_path / "a", *args).exit_code == 0
     step = train._Trainer.train_step
 
     def interrupted_at_step_8(self, images, labels):
@@ -160,19 +156,46 @@ def test_resume_ends_like_an_uninterrupted_run_with_augmentation(cli, six_people
         return step(self, images, labels)
 
     monkeypatch.setattr(train._Trainer, "train_step", interrupted_at_step_8)
-    result = cli("train-recognize", three, tmp_path / "b", *args)
+    result = cli("train-recognize", data, tmp_path / "b", *args)
     assert result.exit_code == 130
-    assert torch.load(tmp_path / "b/checkpoint.pt", weights_only=True)["step"] == 6
+    checkpoint = torch.load(tmp_path / "b/checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 6
     monkeypatch.setattr(train._Trainer, "train_step", step)
-    assert cli("train-recognize", three, tmp_path / "b", *args, "--resume").exit_code == 0
+    assert cli("train-recognize", data, tmp_path / "b", *args, "--resume").exit_code == 0
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
     assert a["steps"] == b["steps"] == 10
-    assert all(a["trained_with"]["augment"].values())  # every random change on: resume repeats them exactly
     assert [h["step"] for h in a["history"]] == [h["step"] for h in b["history"]]
     for ha, hb in zip(a["history"], b["history"], strict=True):
         assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-4)
     wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True)["state_dict"] for d in "ab")
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5) for k in wa)
+    return a, checkpoint
+
+
+RESUME_ARGS = [*SMALL, "--batch-size", 6, "--epochs", 2, "--val-every", 2, "--save-every", 3, "--no-onnx"]
+
+
+# ~9 s; quick: test_train_detect.py's exact resume goes through the same training.Trainer checkpoint/resume skeleton
+@pytest.mark.slow
+def test_resume_ends_like_an_uninterrupted_run_with_augmentation(cli, six_people, tmp_path, monkeypatch):
+    """3 people (30 crops) in batches of 6: 10 steps over 2 epochs, a checkpoint at step 6 (mid-epoch 2)."""
+    args = [*RESUME_ARGS, "--aug-rotate", 10]
+    a, _ = interrupted_and_resumed(cli, three_people(six_people, tmp_path), tmp_path, monkeypatch, args)
+    assert all(a["trained_with"]["augment"].values())  # every random change on: resume repeats them exactly
+
+
+@pytest.mark.parametrize(
+    ("loss", "running"),
+    [("adaface", ["batch_mean", "batch_std"]), pytest.param("curricularface", ["t"], marks=pytest.mark.slow)],
+)  # ~9 s each; curricularface's t is checkpointed by the same loss state dict as adaface's statistics
+def test_resume_continues_the_heads_running_statistics(cli, six_people, tmp_path, monkeypatch, loss, running):
+    """The running values are in the checkpoint (not their initial values) and the resumed run's losses equal the
+    uninterrupted run's; a resume that restarted them would change every later logit."""
+    args = [*RESUME_ARGS, "--loss", loss, "--no-augment"]
+    _, checkpoint = interrupted_and_resumed(cli, three_people(six_people, tmp_path), tmp_path, monkeypatch, args)
+    initial = create_loss(loss, embedding_size=32, num_classes=3).state_dict()
+    for key in running:
+        assert not torch.equal(checkpoint["loss"][key], initial[key]), key
 
 
 @pytest.mark.slow

@@ -16,11 +16,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from facekit.recognition.losses import ranks
+from facekit.recognition.losses.ranks import mean_over_ranks
 
 
 def shard_bounds(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -36,7 +33,7 @@ class _GatherEmbeddings(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, local: torch.Tensor) -> torch.Tensor:
-        rank, world = _world()
+        rank, world = ranks.world()
         ctx.rank, ctx.world, ctx.batch = rank, world, local.shape[0]
         parts = [torch.empty_like(local) for _ in range(world)]
         dist.all_gather(parts, local.contiguous())
@@ -51,11 +48,12 @@ class _GatherEmbeddings(torch.autograd.Function):
 
 class _DistCrossEntropy(torch.autograd.Function):
     """Mean softmax cross-entropy over classes split across ranks. logits [B, C_local]; labels [B] index the local
-    columns, -1 where the target lives on another rank."""
+    columns, -1 where the target lives on another rank. Computed as log-sum-exp minus the label logit, so a loss
+    of any size stays exact (no probability underflows to a floor)."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        _, world = _world()
+        _, world = ranks.world()
         logits = logits.float()
         top = logits.max(1, keepdim=True).values
         if world > 1:
@@ -64,14 +62,13 @@ class _DistCrossEntropy(torch.autograd.Function):
         total = exp.sum(1, keepdim=True)
         if world > 1:
             dist.all_reduce(total)
-        prob = exp / total
         here = labels >= 0
         target = torch.zeros(len(labels), device=logits.device)
-        target[here] = prob[here, labels[here]]
+        target[here] = logits[here, labels[here]] - top[here, 0]
         if world > 1:
             dist.all_reduce(target)
-        ctx.save_for_backward(prob, labels)
-        return -target.clamp(min=1e-30).log().mean()
+        ctx.save_for_backward(exp / total, labels)
+        return (total.squeeze(1).log() - target).mean()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -100,18 +97,35 @@ class PartialFC(nn.Module):
     """Sharded, sampled class centres + margin + distributed cross-entropy.
 
     forward(embeddings [B, D] local batch, labels [B] global class ids, margin) -> scalar loss, where margin maps
-    (cosine [N, C_sampled], labels [N] column or -1) -> logits [N, C_sampled].
+    (cosine [N, C_sampled], labels [N] column or -1, norms [N] the embeddings' L2 norms) -> logits [N, C_sampled],
+    N the global batch. A margin with a `penalty(norms [B]) -> scalar` method (MagFace) has it added, computed on
+    this rank's rows.
+
+    With `centres_per_class` K > 1 (sub-center ArcFace) the weight is [C_local, K, D] and a class's cosine is the
+    largest of its K sub-centres'.
     """
 
-    def __init__(self, *, embedding_size: int, num_classes: int, sample_rate: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        embedding_size: int,
+        num_classes: int,
+        sample_rate: float = 1.0,
+        seed: int = 0,
+        centres_per_class: int = 1,
+    ) -> None:
         super().__init__()
         if not 0 < sample_rate <= 1:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
-        self.rank, self.world = _world()
+        if centres_per_class < 1:
+            raise ValueError(f"centres_per_class must be at least 1, got {centres_per_class}")
+        self.rank, self.world = ranks.world()
         self.num_classes = num_classes
         self.start, self.end = shard_bounds(num_classes, self.rank, self.world)
         self.sample_rate = sample_rate
-        self.weight = nn.Parameter(initial_centres(num_classes, embedding_size, self.start, self.end, seed))
+        k = self.centres_per_class = centres_per_class
+        rows = initial_centres(num_classes * k, embedding_size, self.start * k, self.end * k, seed)
+        self.weight = nn.Parameter(rows if k == 1 else rows.view(-1, k, embedding_size))
 
     def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(indices of the centres used this step or None for all, labels as columns of them or -1)."""
@@ -128,6 +142,7 @@ class PartialFC(nn.Module):
         return index, torch.where(local >= 0, columns, -1)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, margin: nn.Module) -> torch.Tensor:
+        local = embeddings.float()
         if self.world > 1:
             embeddings = _GatherEmbeddings.apply(embeddings)
             gathered = [torch.empty_like(labels) for _ in range(self.world)]
@@ -135,5 +150,10 @@ class PartialFC(nn.Module):
             labels = torch.cat(gathered)
         index, columns = self.sample(labels)
         weight = self.weight if index is None else self.weight[index]
-        cosine = F.linear(F.normalize(embeddings.float()), F.normalize(weight.float())).clamp(-1, 1)
-        return _DistCrossEntropy.apply(margin(cosine, columns), columns)
+        embeddings = embeddings.float()
+        cosine = F.linear(F.normalize(embeddings), F.normalize(weight.float(), dim=-1).flatten(0, -2)).clamp(-1, 1)
+        if self.centres_per_class > 1:
+            cosine = cosine.view(len(cosine), -1, self.centres_per_class).amax(2)
+        loss = _DistCrossEntropy.apply(margin(cosine, columns, embeddings.norm(dim=1)), columns)
+        penalty = getattr(margin, "penalty", None)
+        return loss if penalty is None else loss + mean_over_ranks(penalty(local.norm(dim=1)))

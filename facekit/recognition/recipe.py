@@ -2,8 +2,10 @@
 
 - small (under 100,000 images), measured on ORL and meant for a few hundred to a few thousand people: AdamW, lr 2e-3,
   weight decay 0.05, linear warm-up over 1 epoch then cosine decay, ArcFace s=32 m=0.3 (a margin that small
-  classes can meet); batch = images / 10 (at least 10 steps an epoch) kept within 16-64; epochs = 40,000 image
-  views / images kept within 8-15 (ORL's 300 images: batch 30, 15 epochs; 5,000 photos: batch 64, 8 epochs).
+  classes can meet; likewise every margin head with a fixed scale gets s=32, and the additive-angle heads of the
+  ArcFace family m=0.3, SMALL_LOSS_PARAMS); batch = images / 10 (at least 10 steps an epoch) kept within 16-64;
+  epochs = 40,000 image views / images kept within 8-15 (ORL's 300 images: batch 30, 15 epochs; 5,000 photos:
+  batch 64, 8 epochs).
 - large (100,000 images and more): arcface_torch's recipe for MS1M-scale sets: SGD lr 0.1 (momentum 0.9), weight
   decay 5e-4, batch 128, 20 epochs, no warm-up, polynomial decay, the loss's own defaults (ArcFace s=64 m=0.5).
 - fine-tuning (--pretrained), either size: SGD lr 0.01 (momentum 0.9), weight decay 5e-4, no warm-up, cosine decay;
@@ -21,6 +23,14 @@ LARGE_FROM = 100_000  # images
 SMALL_VIEWS = 40_000  # image views a small set is trained for, within SMALL_EPOCHS
 SMALL_EPOCHS = (8, 15)
 SMALL_BATCH = (16, 64)
+_SMALL_SCALE = {"s": 32.0}
+_SMALL_ANGLE = {"s": 32.0, "m": 0.3}
+SMALL_LOSS_PARAMS = {  # the small recipe's values over a margin head's defaults (registry names)
+    "arcface": _SMALL_ANGLE, "subcenter_arcface": _SMALL_ANGLE, "curricularface": _SMALL_ANGLE,
+    "elasticface_arc": _SMALL_ANGLE, "normface": _SMALL_SCALE, "cosface": _SMALL_SCALE, "am_softmax": _SMALL_SCALE,
+    "sphereface": _SMALL_SCALE, "combined": _SMALL_SCALE, "elasticface_cos": _SMALL_SCALE, "adaface": _SMALL_SCALE,
+    "magface": _SMALL_SCALE, "mv_softmax": _SMALL_SCALE,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,8 @@ def recipe_for(images: int, classes: int, *, fine_tune: bool = False) -> Recipe:
     else:
         batch = min(max(SMALL_BATCH[0], 2 * round(images / 20)), SMALL_BATCH[1])
         epochs = min(max(SMALL_EPOCHS[0], round(SMALL_VIEWS / images)), SMALL_EPOCHS[1])
-        arcface = {"arcface": {"s": 32.0, "m": 0.3}}
-        recipe = Recipe("small", "adamw", 2e-3, 0.05, batch, epochs, 1.0, "cosine", arcface)
+        params = {name: dict(values) for name, values in SMALL_LOSS_PARAMS.items()}
+        recipe = Recipe("small", "adamw", 2e-3, 0.05, batch, epochs, 1.0, "cosine", params)
     if fine_tune:
         recipe = replace(recipe, name=f"fine-tuning, {recipe.name}", optimizer="sgd", lr=0.01, weight_decay=5e-4,
                          warmup_epochs=0.0, schedule="cosine")  # fmt: skip

@@ -107,7 +107,11 @@ class _Trainer(Trainer):
         )
         self.head = (
             PartialFC(
-                embedding_size=s.embedding_size, num_classes=self.num_classes, sample_rate=s.sample_rate, seed=s.seed
+                embedding_size=s.embedding_size,
+                num_classes=self.num_classes,
+                sample_rate=s.sample_rate,
+                seed=s.seed,
+                centres_per_class=getattr(self.loss_fn, "centres_per_class", 1),  # sub-center ArcFace's k
             )
             if self.spec.kind == "margin"
             else None
@@ -295,7 +299,7 @@ class _Trainer(Trainer):
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def _full_head(self, shard: torch.Tensor) -> torch.Tensor:
-        """The whole [C, D] tensor from the ranks' shards (on every rank)."""
+        """The whole [C, D] (or [C, K, D]) tensor from the ranks' shards (on every rank)."""
         if self.dist.world_size == 1:
             return shard.detach().cpu()
         largest = shard_bounds(self.num_classes, 0, self.dist.world_size)
@@ -319,7 +323,7 @@ class _Trainer(Trainer):
             index = _head_index(opt)
             per_param = opt["state"].pop(index, {})
             head_state = {
-                k: self._full_head(v) if torch.is_tensor(v) and v.dim() == 2 else v for k, v in per_param.items()
+                k: self._full_head(v) if torch.is_tensor(v) and v.dim() >= 2 else v for k, v in per_param.items()
             }
             head_weight = self._full_head(self.head.weight)
         return {
@@ -346,7 +350,7 @@ class _Trainer(Trainer):
                 self.head.weight.copy_(state["head"][a:b])
             index = _head_index(opt)
             opt["state"][index] = {
-                k: v[a:b] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in state["head_optimizer"].items()
+                k: v[a:b] if torch.is_tensor(v) and v.dim() >= 2 else v for k, v in state["head_optimizer"].items()
             }
         self.optimizer.load_state_dict(opt)
         self.scheduler.load_state_dict(state["scheduler"])

@@ -1,10 +1,13 @@
-"""The recognition losses facekit trains with, in one registry: `--loss NAME` picks one. Twelve of them: five margins
-on cosine logits (NormFace, CosFace, ArcFace, SphereFace, the combined margin), three classifiers (softmax,
-L-Softmax, center loss) and four metric losses (contrastive, triplet, lifted structure, margin loss).
+"""The recognition losses facekit trains with, in one registry: `--loss NAME` picks one. Twenty-two of them: fifteen
+heads on cosine logits (NormFace, CosFace / AM-Softmax, ArcFace, SphereFace, the combined margin, sub-center
+ArcFace, ElasticFace-Arc and -Cos, CircleLoss, AdaFace, MagFace, CurricularFace, MV-Softmax, AdaCos), three
+classifiers (softmax, L-Softmax, center loss) and four metric losses (contrastive, triplet, lifted structure,
+margin loss).
 
 Three kinds, three contracts:
-- "margin" (margins.py): a margin on cosine logits, no weights of its own (they live in the Partial FC layer).
-  `forward(cosine [B, C], labels [B]) -> logits [B, C]`, scaled; label -1: no margin, only the scale.
+- "margin" (margins.py, adaptive.py): a margin on cosine logits, no weights of its own (they live in the Partial FC
+  layer). `forward(cosine [B, C], labels [B], norms [B]) -> logits [B, C]`, scaled; label -1: no margin, only the
+  scale. Optional: `penalty(norms) -> scalar` (added to the loss), `centres_per_class` (sub-centres in Partial FC).
 - "classifier" (classifiers.py): owns its weights. `forward(embeddings [B, D], labels [B]) -> scalar loss`.
 - "metric" (metric.py): `forward(embeddings [B, D], labels [B]) -> scalar loss` over the pairs of the batch, which
   must hold several images per identity (train with `facekit.recognition.sampler.PKSampler`).
@@ -23,8 +26,22 @@ from typing import Literal
 
 from torch import nn
 
+from facekit.recognition.losses.adaptive import AdaCos, AdaFace, CurricularFace, MagFace, MVSoftmax
 from facekit.recognition.losses.classifiers import CenterLoss, LSoftmax, SoftmaxLoss
-from facekit.recognition.losses.margins import ArcFace, CombinedMargin, CosFace, NormFace, SphereFace, angular_psi
+from facekit.recognition.losses.margins import (
+    ArcFace,
+    CircleLoss,
+    CombinedMargin,
+    CosFace,
+    ElasticFace,
+    NormFace,
+    SphereFace,
+    SubCenterArcFace,
+    am_softmax,
+    angular_psi,
+    elasticface_arc,
+    elasticface_cos,
+)
 from facekit.recognition.losses.metric import ContrastiveLoss, LiftedStructureLoss, MarginLoss, TripletLoss
 from facekit.registry import Registry
 
@@ -126,6 +143,25 @@ LOSSES.add(
     "sphereface", LossSpec("margin", SphereFace, doc="SphereFace: s psi(m theta), multiplicative angle, annealed")
 )
 LOSSES.add("combined", LossSpec("margin", CombinedMargin, doc="combined margin: s (cos(m1 theta + m2) - m3)"))
+LOSSES.add("am_softmax", LossSpec("margin", am_softmax, doc="AM-Softmax: CosFace with s=30 m=0.35"))
+LOSSES.add(
+    "subcenter_arcface",
+    LossSpec("margin", SubCenterArcFace, doc="sub-center ArcFace: k centres per class, the closest one counts"),
+)
+LOSSES.add(
+    "elasticface_arc", LossSpec("margin", elasticface_arc, doc="ElasticFace-Arc: s cos(theta + m_i), m_i ~ N(m, std)")
+)
+LOSSES.add(
+    "elasticface_cos", LossSpec("margin", elasticface_cos, doc="ElasticFace-Cos: s (cos(theta) - m_i), m_i ~ N(m, std)")
+)
+LOSSES.add("circle", LossSpec("margin", CircleLoss, doc="CircleLoss, class-level: self-paced weights on each logit"))
+LOSSES.add("adaface", LossSpec("margin", AdaFace, doc="AdaFace: margin adapts to the feature norm (image quality)"))
+LOSSES.add("magface", LossSpec("margin", MagFace, doc="MagFace: margin grows with the feature norm, + regulariser"))
+LOSSES.add(
+    "curricularface", LossSpec("margin", CurricularFace, doc="CurricularFace: ArcFace + hard negatives weighted by t")
+)
+LOSSES.add("mv_softmax", LossSpec("margin", MVSoftmax, doc="MV-Softmax: misclassified columns emphasised"))
+LOSSES.add("adacos", LossSpec("margin", AdaCos, doc="AdaCos: no margin, adaptive scale"))
 LOSSES.add("softmax", LossSpec("classifier", SoftmaxLoss, doc="softmax: linear layer + cross-entropy"))
 LOSSES.add("lsoftmax", LossSpec("classifier", LSoftmax, doc="L-Softmax: ||W|| ||x|| psi(m theta), annealed"))
 LOSSES.add("center", LossSpec("classifier", CenterLoss, doc="softmax + center loss (centres kept by rule)"))
@@ -154,7 +190,15 @@ LOSSES.add(
 
 __all__ = [
     "LOSSES",
+    "AdaCos",
+    "AdaFace",
     "ArcFace",
+    "CircleLoss",
+    "CurricularFace",
+    "ElasticFace",
+    "MVSoftmax",
+    "MagFace",
+    "SubCenterArcFace",
     "CenterLoss",
     "CombinedMargin",
     "ContrastiveLoss",

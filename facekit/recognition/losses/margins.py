@@ -1,7 +1,8 @@
 """Margins on cosine logits (kind "margin"): the margin functions, [N] cosines -> [N] targets, and the heads that
 apply one to each row's label column. A head owns no weights (they live in the Partial FC layer, which computes
-cosine = normalize(x) @ normalize(W_sampled).T): `forward(cosine [B, C], labels [B]) -> logits [B, C]`, scaled;
-labels index the columns, -1 means "this row's class is not among these columns" (no margin, only the scale)."""
+cosine = normalize(x) @ normalize(W_sampled).T): `forward(cosine [B, C], labels [B], norms [B] | None) -> logits
+[B, C]`, scaled; labels index the columns, -1 means "this row's class is not among these columns" (no margin, only
+the scale); norms are the embeddings' L2 norms, which only the feature-norm heads (adaptive.py) read."""
 
 from __future__ import annotations
 
@@ -78,11 +79,15 @@ class Annealed:
         return anneal_lambda(self.step, base=self.base, gamma=self.gamma, power=self.power, lambda_min=self.lambda_min)
 
 
-def _with_target(cosine: Tensor, labels: Tensor, target: Callable[[Tensor], Tensor]) -> Tensor:
-    """`cosine` [B, C] with target() applied to each row's label column; rows labelled -1 come back unchanged."""
+def with_target(
+    cosine: Tensor, labels: Tensor, target: Callable[[Tensor], Tensor], into: Tensor | None = None
+) -> Tensor:
+    """`into` [B, C] (default `cosine`) with each row's label column replaced by target() of its cosine ([B, 1] ->
+    [B, 1], so per-row margins broadcast); rows labelled -1 keep `into`'s value."""
+    into = cosine if into is None else into
     index = labels.clamp(min=0).unsqueeze(1)
     picked = cosine.gather(1, index)
-    return cosine.scatter(1, index, torch.where(labels.unsqueeze(1) >= 0, target(picked), picked))
+    return into.scatter(1, index, torch.where(labels.unsqueeze(1) >= 0, target(picked), into.gather(1, index)))
 
 
 # --- the heads: cosine [B, C], labels [B] -> logits [B, C] -----------------------------------------------------
@@ -91,7 +96,8 @@ def _with_target(cosine: Tensor, labels: Tensor, target: Callable[[Tensor], Tens
 class NormFace(nn.Module):
     """s cos(theta): softmax on scaled cosines, no margin (Wang et al., "NormFace", ACM MM 2017).
 
-    forward(cosine [B, C], labels [B]) -> logits [B, C]. Subclasses change only the label column, via `target`.
+    forward(cosine [B, C], labels [B], norms [B] | None) -> logits [B, C]. Subclasses change only the label column,
+    via `target`.
     """
 
     def __init__(self, *, s: float = 64.0) -> None:
@@ -103,8 +109,8 @@ class NormFace(nn.Module):
         return cos
 
     @float32
-    def forward(self, cosine: Tensor, labels: Tensor) -> Tensor:
-        return self.s * _with_target(cosine, labels, self.target)
+    def forward(self, cosine: Tensor, labels: Tensor, norms: Tensor | None = None) -> Tensor:
+        return self.s * with_target(cosine, labels, self.target)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training")
@@ -174,3 +180,76 @@ class SphereFace(NormFace, Annealed):
     def target(self, cos: Tensor) -> Tensor:
         lam = self.lam
         return (lam * cos + angular_psi(cos, self.m)) / (1 + lam)
+
+
+def am_softmax(*, s: float = 30.0, m: float = 0.35) -> CosFace:
+    """AM-Softmax (Wang et al., "Additive Margin Softmax for Face Verification", 2018): CosFace's formula with the
+    paper's defaults s = 30, m = 0.35."""
+    return CosFace(s=s, m=m)
+
+
+class SubCenterArcFace(ArcFace):
+    """Sub-center ArcFace (Deng et al., ECCV 2020): K centres per class, a class's cosine the largest of its K.
+
+    The K centres live in the Partial FC layer (`centres_per_class` = k, which the trainer reads from here), so
+    this head sees the pooled cosines [B, C] and applies ArcFace's margin. The paper's optional second stage (drop
+    the non-dominant sub-centres and their noisy images) is not done.
+    """
+
+    def __init__(self, *, s: float = 64.0, m: float = 0.5, k: int = 3) -> None:
+        super().__init__(s=s, m=m)
+        if k != int(k) or k < 1:
+            raise ValueError(f"k, the sub-centres per class, must be a positive integer, got {k}")
+        self.centres_per_class = int(k)
+
+
+class ElasticFace(NormFace):
+    """ElasticFace (Boutros et al., CVPRW 2022): each row's margin drawn from N(m, std^2) at every step.
+
+    kind "arc": s cos(theta + m_i) (ElasticFace-Arc, m 0.5, no fallback past pi, as upstream); kind "cos":
+    s (cos(theta) - m_i) (ElasticFace-Cos, m 0.35). std 0.05, the paper's. The draws come from torch's global
+    generator, one per row of the (global) batch, so every rank draws the same margins.
+    """
+
+    def __init__(self, *, kind: str, s: float, m: float, std: float) -> None:
+        super().__init__(s=s)
+        if kind not in ("arc", "cos"):
+            raise ValueError(f"ElasticFace's kind is arc or cos, not {kind!r}")
+        self.m, self.std, self.kind = m, std, kind
+
+    @float32
+    def forward(self, cosine: Tensor, labels: Tensor, norms: Tensor | None = None) -> Tensor:
+        margin = torch.normal(mean=self.m, std=self.std, size=(len(labels), 1), device=cosine.device)
+        if self.kind == "arc":
+            return self.s * with_target(cosine, labels, lambda cos: torch.cos(angle(cos) + margin))
+        return self.s * with_target(cosine, labels, lambda cos: cos - margin)
+
+
+def elasticface_arc(*, s: float = 64.0, m: float = 0.5, std: float = 0.05) -> ElasticFace:
+    """ElasticFace-Arc with the paper's defaults."""
+    return ElasticFace(kind="arc", s=s, m=m, std=std)
+
+
+def elasticface_cos(*, s: float = 64.0, m: float = 0.35, std: float = 0.05) -> ElasticFace:
+    """ElasticFace-Cos with the paper's defaults."""
+    return ElasticFace(kind="cos", s=s, m=m, std=std)
+
+
+class CircleLoss(NormFace):
+    """Circle loss, class-level form (Sun et al., CVPR 2020): gamma [a_p (cos - delta_p)] on the label column and
+    gamma [a_n (cos - delta_n)] elsewhere, with a_p = relu(1 + m - cos) and a_n = relu(cos + m) held constant (no
+    gradient), delta_p = 1 - m, delta_n = m; the paper's face settings m = 0.25, gamma = 256."""
+
+    def __init__(self, *, m: float = 0.25, gamma: float = 256.0) -> None:
+        super().__init__(s=gamma)
+        self.m = m
+
+    @float32
+    def forward(self, cosine: Tensor, labels: Tensor, norms: Tensor | None = None) -> Tensor:
+        m = self.m
+
+        def positive(cos: Tensor) -> Tensor:
+            return (1 + m - cos.detach()).clamp(min=0) * (cos - (1 - m))
+
+        negatives = (cosine.detach() + m).clamp(min=0) * (cosine - m)
+        return self.s * with_target(cosine, labels, positive, into=negatives)
