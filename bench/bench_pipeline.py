@@ -4,7 +4,7 @@ insightface's FaceAnalysis on the same two ONNX files (cv2.imread, app.get, the 
 640x480 photos with 1-6 faces, on the CPU with the same onnxruntime settings for both.
 
     python bench/bench_pipeline.py [--photos 40] [--repeats 3] [--threads N] [--no-spinning] [--det-size W H]
-                                   [--detector PATH] [--recognizer PATH] [--gallery 1000]
+                                   [--detector PATH] [--recognizer PATH] [--gallery 1000] [--compare-threads]
 
 Detector: SCRFD-500M from ../shared/data/weights unless --detector (e.g. insightface's det_10g.onnx). Recognizer:
 --recognizer (e.g. buffalo_l's w600k_r50.onnx, or a facekit recognizer directory), else an untrained iresnet50
@@ -15,6 +15,10 @@ the same, interleaved passes. Gallery: --gallery random unit vectors plus the fa
 knn_examples/train. Prints markdown tables: speed, time per stage, and how far the pipelines agree (faces per photo,
 boxes, crops, embeddings, identities; int8 embeddings against fp32). The insightface peer and the agreement
 measures live in bench/pipeline_peer.py.
+
+--compare-threads: facekit alone (fp32), its sessions made as `facekit recognize --threads 1`, `--threads 2` and
+without --threads (ONNX Runtime's default, a thread per core) by the CLI's own session_options, in interleaved passes;
+one table of speed per setting.
 """
 
 from __future__ import annotations
@@ -216,6 +220,56 @@ def run_facekit(paths: list[Path], pipeline: FacePipeline, matcher: Matcher, thr
     return Pass(seconds, report.faces, dict(watch.seconds))
 
 
+def compare_threads(args: argparse.Namespace) -> None:
+    """--compare-threads: the recognize pipeline with --threads 1, 2 and unset, interleaved passes; one table."""
+    import onnxruntime as ort
+
+    from facekit.cli.options import session_options as cli_session_options
+    from facekit.gallery.recognize import Matcher, default_threshold
+    from facekit.runtime.export import export_model
+
+    settings = {"1": 1, "2": 2, "unset (default)": None}
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        recognizer = args.recognizer
+        if recognizer is None:
+            print("making an untrained iresnet50 (BatchNorm statistics from random input) ...", file=sys.stderr)
+            recognizer = untrained_iresnet50(tmp / "iresnet50")
+        if recognizer.is_dir():
+            recognizer, _ = export_model(recognizer, tmp / "recognizer.onnx")
+        paths = write_photos(tmp / "photos", args.photos)
+        pipelines = {
+            name: load_facekit(args.detector, recognizer, cli_session_options(n)) for name, n in settings.items()
+        }
+        gallery = build_gallery(pipelines["1"], args.gallery)
+        matcher, (threshold, _) = Matcher(gallery, match="image"), default_threshold(pipelines["1"].recognizer)
+        out = tmp / "recognize.jsonl"
+        print(f"warm-up, then {args.repeats} interleaved passes of {len(paths)} photos each ...", file=sys.stderr)
+        runs: dict[str, list[Pass]] = {name: [] for name in settings}
+        for repeat in range(args.repeats + 1):
+            for name, pipeline in pipelines.items():
+                done = run_facekit(paths, pipeline, matcher, threshold, out)
+                if repeat:
+                    runs[name].append(done)
+    load_after = os.getloadavg()[0]
+    print(
+        f"\nrecognize --threads: {len(paths)} photos of 640x480 ({len(PHOTOS)} distinct, 1-6 faces each), gallery of "
+        f"{len(gallery)} faces, detector {args.detector.name}, recognizer {recognizer.name}; CPU: "
+        f"{len(os.sched_getaffinity(0))} cores, load average {load_before:.1f} before, {load_after:.1f} after; "
+        f"onnxruntime {ort.__version__}; median and best of {args.repeats} passes after a warm-up\n"
+    )
+    default = len(paths) / sorted(p.seconds for p in runs["unset (default)"])[(args.repeats - 1) // 2]
+    rows = []
+    for name, pipeline in pipelines.items():
+        seconds = sorted(p.seconds for p in runs[name])
+        speed = len(paths) / seconds[(len(seconds) - 1) // 2]
+        intra = pipeline.detector.session.get_session_options().intra_op_num_threads
+        rows.append([name, str(intra or "0 (one per core)"), f"{speed:.2f}", f"{1000 / speed:.1f}",
+                     f"{len(paths) / seconds[0]:.2f}", f"{speed / default:.2f}x"])  # fmt: skip
+    print(table(["--threads", "session intra-op threads", "images/s", "ms/photo", "best images/s", "vs unset"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40, help="photos per pass (the 10 distinct ones, repeated)")
@@ -243,6 +297,7 @@ def main() -> None:
         metavar=("W", "H"),
         help="insightface's det_size: it letterboxes every photo into W x H (facekit: 640x480)",
     )
+    parser.add_argument("--compare-threads", action="store_true", help="facekit with --threads 1, 2 and unset, only")
     args = parser.parse_args()
     if min(args.photos, args.repeats, *args.det_size, args.threads or 1) < 1 or args.gallery < 0:
         parser.error("--photos, --repeats, --threads and --det-size must be positive, --gallery at least 0")
@@ -251,6 +306,8 @@ def main() -> None:
     if args.recognizer is not None and not (args.recognizer.is_dir() or args.recognizer.suffix == ".onnx"):
         parser.error(f"{args.recognizer}: expected an .onnx file or a facekit recognizer directory")
     sys.path.insert(0, str(ROOT))
+    if args.compare_threads:
+        return compare_threads(args)
     import insightface
     import onnxruntime as ort
 

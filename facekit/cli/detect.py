@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from facekit.cli.options import ANNOTATED_HELP, MAX_PIXELS, RegistryChoice, backbones, detector_bodies, detector_options
+from facekit.cli.options import (
+    ANNOTATED_HELP,
+    MAX_PIXELS,
+    THREADS,
+    RegistryChoice,
+    backbones,
+    detector_bodies,
+    detector_options,
+    session_options,
+    torch_threads,
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ def import_model_cmd(source: str, file: Path, out_dir: Path, **options: str | No
     help="Write a copy of each image with boxes, scores and landmarks drawn: " + ANNOTATED_HELP,
 )
 @MAX_PIXELS
+@THREADS
 def detect_cmd(
     images: tuple[Path, ...],
     model_path: Path,
@@ -115,6 +126,7 @@ def detect_cmd(
     save_annotated: Path | None,
     device: str,
     max_pixels: int,
+    threads: int | None,
 ) -> None:
     """Detect faces in IMAGES (files or folders, searched recursively).
 
@@ -131,7 +143,8 @@ def detect_cmd(
     for image in images:
         reads.data(image, "the image folder" if image.is_dir() else "the image")
     reads.check(files=[out], folders=[save_annotated])
-    detector = load_face_detector(model_path, device, backend)
+    detector = load_face_detector(model_path, device, backend, session_options(threads))
+    torch_threads(threads)
     settings = DetectSettings(threshold=threshold, nms=nms, max_size=max_size or None)
     try:
         report = detect_images(images, detector, settings, out=out, annotated_dir=save_annotated, max_pixels=max_pixels)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from facekit.cli.options import FLIP, cli_pipeline, listing, pick_option, pipeline_options
+from facekit.cli.options import FLIP, SHARD, THREADS, cli_pipeline, listing, pick_option, pipeline_options
+
+if TYPE_CHECKING:
+    from facekit.data.shard import Shard
 
 MODEL = click.Path(exists=True, path_type=Path)
 
@@ -35,32 +39,38 @@ def _suffix(_ctx: click.Context, _param: click.Parameter, value: Path) -> Path:
 @click.option("--all-faces", is_flag=True, help="Every face of each photo (default: one face per photo, see --pick).")
 @pick_option()
 @FLIP
+@SHARD
 @pipeline_options()
+@THREADS
 def embed_cmd(images: tuple[Path, ...], detect_model: Path, recognize_model: Path, out: Path, all_faces: bool,
-              pick: str, flip: bool, backend: str, device: str, max_size: int, det_threshold: float, max_pixels: int,
-              batch: int) -> None:  # fmt: skip
+              pick: str, flip: bool, shard: Shard | None, backend: str, device: str, max_size: int,
+              det_threshold: float, max_pixels: int, batch: int, threads: int | None) -> None:  # fmt: skip
     """Write the embedding of each face in IMAGES (images, folders searched recursively, or .txt / .csv / .lst
     lists): its photo, box, landmarks, detection score and L2-normalised embedding, one row per face, the same
     embeddings as recognize and build-db make. Photos that cannot be read or show no face are skipped and listed.
+    With --shard K/N, the photos of shard K only (each IMAGES argument split by paths relative to it).
     Exit codes: 0 written, 1 nothing written (bad model, no readable photo, no face at all), 2 usage error.
     """
     from facekit.cli.outputs import Inputs
     from facekit.data.images import NoReadablePhotos
+    from facekit.data.shard import require_some, select_photos
     from facekit.errors import FacekitError
     from facekit.gallery.embed import embed_images, output_files
     from facekit.gallery.sources import query_list
 
     outputs = output_files(out)
     reads = Inputs().model(detect_model, "detector").model(recognize_model, "recognizer")
-    paths = []
+    paths, total = [], 0
     for source in images:
         photos = query_list(source)
         if not photos:
             raise FacekitError(f"{source}: no photos to embed (expected an image, a folder of images or a list)")
         reads.photo_source(source, photos, "photo")
-        paths += photos
+        total, paths = total + len(photos), paths + select_photos(shard, source, photos)
     reads.check(files=outputs)
-    pipeline = cli_pipeline(detect_model, recognize_model, backend, device, max_size, det_threshold, flip, max_pixels)
+    require_some(shard, len(paths), total, ", ".join(map(str, images)))
+    pipeline = cli_pipeline(detect_model, recognize_model, backend, device, max_size, det_threshold, flip, max_pixels,
+                            threads)  # fmt: skip
     try:
         report = embed_images(paths, pipeline, out, all_faces=all_faces, pick=pick, batch_images=batch)
     except NoReadablePhotos as exc:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from facekit import strict_json
 from facekit.cli.calibrate import BEST_ACCURACY, FAR, rule
-from facekit.cli.options import ANNOTATED_HELP, FLIP, cli_pipeline, listing, pick_option, pipeline_options
+from facekit.cli.options import (
+    ANNOTATED_HELP,
+    FLIP,
+    SHARD,
+    THREADS,
+    cli_pipeline,
+    listing,
+    pick_option,
+    pipeline_options,
+)
+
+if TYPE_CHECKING:
+    from facekit.data.shard import Shard
 
 MODEL = click.Path(exists=True, path_type=Path)
 MATCH = click.option(
@@ -56,10 +69,13 @@ def _listing(title: str, items: list[str]) -> None:
 @FLIP
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report as JSON here.")
 @WAIT
+@SHARD
 @pipeline_options()
+@THREADS
 def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path: Path, db_output_path: Path,
-                 append: bool, pick: str, flip: bool, report: Path | None, wait: float, backend: str, device: str,
-                 max_size: int, det_threshold: float, max_pixels: int, batch: int) -> None:  # fmt: skip
+                 append: bool, pick: str, flip: bool, report: Path | None, wait: float, shard: Shard | None,
+                 backend: str, device: str, max_size: int, det_threshold: float, max_pixels: int, batch: int,
+                 threads: int | None) -> None:  # fmt: skip
     """Build the gallery of known people at DB_OUTPUT_PATH (an .h5 file; a folder gets gallery.h5 inside).
 
     DATA_PATH: one folder per person (the folder name is the identity), a CSV of `path,identity` rows, or an
@@ -69,6 +85,7 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
     Exit codes: 0 gallery written, 1 nothing written (bad input, no face at all), 2 usage error.
     """
     from facekit.cli.outputs import Inputs
+    from facekit.data.shard import require_some, select_photos
     from facekit.errors import FacekitError
     from facekit.fileio import atomic_write, write_lock
     from facekit.gallery.build import add_new, build_gallery
@@ -79,8 +96,10 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
     entries, empty = enrolment_list(data_path)
     reads = Inputs().model(detect_model_path, "detector").model(recognize_model_path, "recognizer")
     reads.photo_source(data_path, [photo for photo, _ in entries], "enrolment").check(files=[out, report])
+    total, entries = len(entries), select_photos(shard, data_path, entries, lambda entry: entry[0])
+    require_some(shard, len(entries), total, str(data_path))
     pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip,
-                            max_pixels)  # fmt: skip
+                            max_pixels, threads)  # fmt: skip
     base, version = None, None
     if append and out.exists():
         version = _version(out)
@@ -151,19 +170,25 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
     help="Draw boxes and names on copies of the photos here: " + ANNOTATED_HELP,
 )
 @click.option("--flip/--no-flip", default=None, help="Mirror averaging (default: as the gallery was built).")
+@SHARD
 @pipeline_options()
+@THREADS
 def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recognize_model_path: Path,
                   threshold: float | None, match: str, top_k: int, index: str, out: Path | None, fmt: str,
-                  save_annotated: Path | None, flip: bool | None, backend: str, device: str, max_size: int,
-                  det_threshold: float, max_pixels: int, batch: int) -> None:  # fmt: skip
+                  save_annotated: Path | None, flip: bool | None, shard: Shard | None, backend: str, device: str,
+                  max_size: int, det_threshold: float, max_pixels: int, batch: int,
+                  threads: int | None) -> None:  # fmt: skip
     """Recognize the faces in DATA_PATH (an image, a folder searched recursively, or a .txt / .csv / .lst list)
     against the gallery DB_PATH.
 
     One JSON object per photo: {"image", "width", "height", "faces": [{"box": [x1, y1, x2, y2], "score",
     "landmarks", "identity" (null = unknown), "similarity", "candidates": [{"identity", "similarity"}]}]}.
-    Unreadable photos are skipped and listed. Exit codes: 0 done, 1 bad gallery / model / no readable photo.
+    Unreadable photos are skipped and listed. With --shard K/N, the photos of shard K only, in the same order:
+    the outputs of shards 1..N, concatenated in that order (CSV: one header), hold every photo's record once.
+    Exit codes: 0 done, 1 bad gallery / model / no readable photo.
     """
     from facekit.cli.outputs import Inputs
+    from facekit.data.shard import require_some, select_photos
     from facekit.errors import FacekitError
     from facekit.gallery.recognize import Matcher, NoReadablePhotos, default_threshold, recognize_images
     from facekit.gallery.sources import query_list
@@ -176,9 +201,11 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     reads = Inputs().file(db_file, "the gallery").model(detect_model_path, "detector")
     reads.model(recognize_model_path, "recognizer").photo_source(data_path, paths, "photo")
     reads.check(files=[out], folders=[save_annotated])
+    total, paths = len(paths), select_photos(shard, data_path, paths)
+    require_some(shard, len(paths), total, str(data_path))
     gallery = Gallery.load(db_file)
     pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False,
-                            max_pixels)  # fmt: skip
+                            max_pixels, threads)  # fmt: skip
     gallery.check_recognizer(pipeline.recognizer, db_file)
     pipeline.flip = gallery.flip if flip is None else flip
     if threshold is None:
@@ -326,10 +353,12 @@ def db_remove_cmd(db_path: Path, names: tuple[str, ...], wait: float) -> None:
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Write metrics.json, cmc.png and roc.png here."
 )
 @pipeline_options(batch=False)
+@THREADS
 def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: Path, recognize_model_path: Path,
                          calibration: Path | None, far: float | None, best_accuracy: bool, threshold: float | None,
                          match: str, flip: bool, pick: str, baseline_fit: Path | None, out: Path | None, backend: str,
-                         device: str, max_size: int, det_threshold: float, max_pixels: int) -> None:  # fmt: skip
+                         device: str, max_size: int, det_threshold: float, max_pixels: int,
+                         threads: int | None) -> None:  # fmt: skip
     """Open-set identification on GALLERY_DIR (one folder per known person) and PROBE_DIR (one folder per person;
     people without a gallery folder are unknowns): rank-1 / rank-5, TAR at FAR 1e-2 and 1e-3, rejection of
     unknowns at the threshold; CMC and ROC curves with --out. Prints the metrics as JSON; metrics.json records
@@ -352,7 +381,7 @@ def evaluate_gallery_cmd(gallery_dir: Path, probe_dir: Path, detect_model_path: 
     reads.data(calibration, "the calibration set").data(baseline_fit, "the baseline's training data")
     reads.model(detect_model_path, "detector").model(recognize_model_path, "recognizer").check(folders=[out])
     pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, flip,
-                            max_pixels)  # fmt: skip
+                            max_pixels, threads)  # fmt: skip
     baselines = {"eigenfaces": fit_eigenfaces(baseline_fit).embed} if baseline_fit is not None else {}
     thresholds, left_out = open_set_thresholds(
         pipeline, baselines, calibration=calibration, far=far, threshold=threshold, pick=pick

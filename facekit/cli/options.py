@@ -31,6 +31,56 @@ DET_THRESHOLD = click.option(
 FACE_ANALYSIS_MAX_SIZE = 640  # --max-size where faces are found to be recognized or aligned (FaceAnalysis's det_size)
 
 
+class ShardType(click.ParamType):
+    """K/N -> facekit.data.shard.Shard (1 <= K <= N)."""
+
+    name = "K/N"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        from facekit.data.shard import Shard
+
+        if isinstance(value, Shard):
+            return value
+        try:
+            return Shard.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SHARD = click.option(
+    "--shard",
+    type=ShardType(),
+    help="Run on shard K of N only (1 <= K <= N): the inputs whose path relative to the data folder (or list's "
+    "folder) hashes (SHA-1) to K; N machines running 1/N .. N/N cover every input once.",
+)
+THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads for ONNX Runtime (intra- and inter-op) and, when the models run in PyTorch, torch "
+    "[default: theirs, one per core]. 1 is often faster on a busy machine.",
+)
+
+
+def session_options(threads: int | None):  # onnxruntime.SessionOptions | None
+    """ONNX Runtime session options of --threads (None: ONNX Runtime's defaults)."""
+    if threads is None:
+        return None
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = threads
+    return options
+
+
+def torch_threads(threads: int | None) -> None:
+    """--threads for PyTorch, when the models loaded it (the serving path with ONNX models never imports torch)."""
+    if threads is not None and "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _opencv_limit(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
     """A --max-pixels above OpenCV's own limit (the backstop for formats whose header facekit does not read,
     facekit/__init__.py sets it to the default) raises that too, or OpenCV would refuse what the flag lets through.
@@ -64,14 +114,17 @@ def listing(title: str, items: list[str], limit: int | None = None, more: str = 
 
 
 def cli_pipeline(detect_model: Path, recognize_model: Path, backend: str, device: str, max_size: int,
-                 det_threshold: float, flip: bool, max_pixels: int):  # fmt: skip
-    """The runtime.pipeline.FacePipeline of pipeline_options' values (max_size 0: photos at their own size)."""
+                 det_threshold: float, flip: bool, max_pixels: int, threads: int | None = None):  # fmt: skip
+    """The runtime.pipeline.FacePipeline of pipeline_options' values (max_size 0: photos at their own size; threads
+    None: ONNX Runtime's and torch's defaults)."""
     from facekit.runtime.detector import DetectSettings
     from facekit.runtime.pipeline import load_pipeline
 
     settings = DetectSettings(threshold=det_threshold, max_size=max_size or None)
-    return load_pipeline(detect_model, recognize_model, device=device, backend=backend, settings=settings, flip=flip,
-                         max_pixels=max_pixels)  # fmt: skip
+    pipeline = load_pipeline(detect_model, recognize_model, device=device, backend=backend, settings=settings,
+                             flip=flip, max_pixels=max_pixels, session_options=session_options(threads))  # fmt: skip
+    torch_threads(threads)
+    return pipeline
 
 
 def _picks() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,10 +17,14 @@ from facekit.cli.options import (
     FACE_ANALYSIS_MAX_SIZE,
     MAX_PIXELS,
     MAX_SIZE_HELP,
+    SHARD,
     compose,
     listing,
     pick_option,
 )
+
+if TYPE_CHECKING:
+    from facekit.data.shard import Shard
 
 FOLDERS = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -117,16 +122,19 @@ def report_crops(crops: object, pick: str) -> None:
     help="JPEG quality of the crops.",
 )
 @click.option("--force", is_flag=True, help="Redo everything when OUT was aligned with other settings.")
+@SHARD
 @align_options(detect_required=True)
 def align_cmd(src: Path, out: Path, size: int | None, recognizer_model: Path | None, quality: int, force: bool,
-              detect_model: Path, pick: str, max_size: int, det_threshold: float, workers: int, backend: str,
-              device: str, max_pixels: int) -> None:  # fmt: skip
+              shard: Shard | None, detect_model: Path, pick: str, max_size: int, det_threshold: float, workers: int,
+              backend: str, device: str, max_pixels: int) -> None:  # fmt: skip
     """Align one face of each raw photo in SRC (one folder per person) onto the recognizer's template.
 
     OUT gets the same folders of SIZE x SIZE JPEG crops named <stem>.jpg and OUT/alignment.json, which records
     every photo: source, crop, status (ok, no_face, unreadable), faces found, the one picked, its box, score and
     landmarks. Re-running skips the photos already done; an interrupted run keeps its progress. Photos that are
-    unreadable, show no face or several are listed at the end.
+    unreadable, show no face or several are listed at the end. With --shard K/N, the photos of shard K only, into
+    an OUT of its own (its alignment.json names the shard): the crops of all shards never share a name, so their
+    folders copy into one.
     """
     from facekit.cli.outputs import Inputs
     from facekit.errors import FacekitError
@@ -136,7 +144,7 @@ def align_cmd(src: Path, out: Path, size: int | None, recognizer_model: Path | N
     inputs.model(recognizer_model, "recognizer").check(folders=[out])
     detector, settings = load_aligner(detect_model, backend, device, size, pick, max_size, det_threshold, max_pixels,
                                       recognizer_model)  # fmt: skip
-    report = align_folders(src, out, detector, settings, workers=workers, force=force, quality=quality)
+    report = align_folders(src, out, detector, settings, workers=workers, force=force, quality=quality, shard=shard)
     listing("warning: unreadable photos", [r["error"] for r in report.having("unreadable")])
     listing("warning: photos without a face", [r["source"] for r in report.having("no_face")])
     several = [f"{r['source']} ({r['faces']} faces)" for r in report.several_faces]

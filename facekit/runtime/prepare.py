@@ -21,6 +21,7 @@ from facekit.data.images import decode_image, encode_jpeg, read_each, read_file
 from facekit.data.lst import Property
 from facekit.data.pairs import FOLDS, sample_pairs
 from facekit.data.recset import Sample, write_recognition_set
+from facekit.data.shard import Shard, require_some
 from facekit.data.verification import PAIRS_FORMAT, VerificationSet, write_bin
 from facekit.detection.faces import DetectSettings
 from facekit.errors import DataFormatError, FacekitError, LayoutError, OutputConflictError
@@ -145,17 +146,24 @@ def align_folders(
     quality: int = DEFAULT_JPEG_QUALITY,
     progress: bool | None = None,
     save_every: int = SAVE_EVERY,
+    shard: Shard | None = None,
 ) -> AlignReport:
     """Align one face of each photo of `src/<person>/...` into `out/<person>/.../<stem>.jpg` (JPEG `quality`) and
     record every photo in `out/alignment.json`, saved every `save_every` photos and when interrupted. Photos an
     earlier run with the same settings did are skipped; other settings are refused unless `force` (then everything
-    is redone and crops no photo gives any more are removed)."""
+    is redone and crops no photo gives any more are removed). `shard`: the photos of that shard only (the record
+    names it); crop names are chosen among all photos, so the crops of all shards never collide."""
     src, out = Path(src), Path(out)
     _refuse_nested(src, out)
     folders = scan_identity_folders(src)
-    sources = [path.relative_to(folders.root).as_posix() for path, _ in folders.items]
-    names = output_names(sources)
+    every = [path.relative_to(folders.root).as_posix() for path, _ in folders.items]
+    names = output_names(every)
+    positions = [i for i, source in enumerate(every) if shard is None or shard.holds(source)]
+    items, sources = [folders.items[i] for i in positions], [every[i] for i in positions]
+    require_some(shard, len(sources), len(every), str(src))
     meta = {"format": ALIGNMENT_FORMAT, "source": str(src.resolve()), "settings": settings.record(detector)}
+    if shard is not None:
+        meta["shard"] = str(shard)
     previous, reuse = _previous(out, meta, force)
     records: dict[str, dict] = {}
     for source in sources:
@@ -175,7 +183,7 @@ def align_folders(
             f.write("{\n" + "\n".join(lines) + '\n "photos": [\n' + photos + "\n ]\n}\n")
 
     unreadable: list[str] = []
-    images = read_each([folders.items[i][0] for i in todo], unreadable, "align", progress, settings.max_pixels)
+    images = read_each([items[i][0] for i in todo], unreadable, "align", progress, settings.max_pixels)
     photos = _aligned(images, detector, settings, workers)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -227,7 +235,7 @@ def _previous(out: Path, meta: dict, force: bool) -> tuple[dict[str, dict], bool
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         records = {r["source"]: r for r in old["photos"]}
-        old_meta = {key: old[key] for key in meta}
+        old_meta = {key: old[key] for key in ("format", "source", "settings")} | {"shard": old.get("shard")}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataFormatError(f"{path}: not a facekit alignment record ({type(exc).__name__}: {exc})") from None
     for record in records.values():
@@ -244,7 +252,8 @@ def _previous(out: Path, meta: dict, force: bool) -> tuple[dict[str, dict], bool
 
 def _differences(old: dict, new: dict) -> list[str]:
     """What differs between two runs' settings (the detector by fingerprint when it has one, else by path)."""
-    a, b = {"source": old["source"], **old["settings"]}, {"source": new["source"], **new["settings"]}
+    a = {"source": old["source"], "shard": old.get("shard"), **old["settings"]}
+    b = {"source": new["source"], "shard": new.get("shard"), **new["settings"]}
     skip = {"detector"} if a.get("fingerprint") and b.get("fingerprint") else {"fingerprint"}
     return [f"{key} {_short(a.get(key))} -> {_short(b[key])}" for key in b if key not in skip and a.get(key) != b[key]]
 
