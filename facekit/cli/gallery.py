@@ -141,8 +141,17 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
     )
 
 
+class PathOrUrl(click.Path):
+    """An existing path, or a stream URL (rtsp://, http://, ...) kept as the text given."""
+
+    def convert(self, value, param, ctx):
+        from facekit.gallery.video import is_stream
+
+        return value if isinstance(value, str) and is_stream(value) else super().convert(value, param, ctx)
+
+
 @click.command("recognize")
-@click.argument("data_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("data_path", type=PathOrUrl(exists=True, path_type=Path))
 @click.argument("db_path", type=click.Path(exists=True, path_type=Path))
 @click.argument("detect_model_path", type=MODEL)
 @click.argument("recognize_model_path", type=MODEL)
@@ -166,26 +175,41 @@ def build_db_cmd(data_path: Path, detect_model_path: Path, recognize_model_path:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option(
     "--save-annotated",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Draw boxes and names on copies of the photos here: " + ANNOTATED_HELP,
+    type=click.Path(path_type=Path),
+    help="Draw boxes and names on copies of the photos here: " + ANNOTATED_HELP + " For a video: one annotated "
+    "video file (.mp4, .avi or .mkv) with each face's track number and name.",
 )
 @click.option("--flip/--no-flip", default=None, help="Mirror averaging (default: as the gallery was built).")
+@click.option(
+    "--every", default=1, show_default=True, type=click.IntRange(min=1), metavar="N", help="Video: every N-th frame."
+)
+@click.option(
+    "--retries",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Stream URL: reopen a stream that drops this many times in a row (waiting 0.5, 1, 2, ... s), then end.",
+)
 @SHARD
 @pipeline_options()
 @THREADS
 def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recognize_model_path: Path,
                   threshold: float | None, match: str, top_k: int, index: str, out: Path | None, fmt: str,
-                  save_annotated: Path | None, flip: bool | None, shard: Shard | None, backend: str, device: str,
-                  max_size: int, det_threshold: float, max_pixels: int, batch: int,
+                  save_annotated: Path | None, flip: bool | None, every: int, retries: int, shard: Shard | None,
+                  backend: str, device: str, max_size: int, det_threshold: float, max_pixels: int, batch: int,
                   threads: int | None) -> None:  # fmt: skip
-    """Recognize the faces in DATA_PATH (an image, a folder searched recursively, or a .txt / .csv / .lst list)
-    against the gallery DB_PATH.
+    """Recognize the faces in DATA_PATH (an image, a folder searched recursively, a .txt / .csv / .lst list, a video
+    file .mp4 / .avi / .mkv / .mov / .webm or a stream URL such as rtsp://...) against the gallery DB_PATH.
 
     One JSON object per photo: {"image", "width", "height", "faces": [{"box": [x1, y1, x2, y2], "score",
     "landmarks", "identity" (null = unknown), "similarity", "candidates": [{"identity", "similarity"}]}]}.
     Unreadable photos are skipped and listed. With --shard K/N, the photos of shard K only, in the same order:
     the outputs of shards 1..N, concatenated in that order (CSV: one header), hold every photo's record once.
     Exit codes: 0 done, 1 bad gallery / model / no readable photo.
+
+    A video gives one {"type": "frame", "frame", "time", "faces": [{"track", "box", ..., "identity", "similarity"}]}
+    per processed frame, and one {"type": "track", "track", "first_time", "last_time", "identity", "votes",
+    "best_similarity", ...} per track once it has ended (or the video has).
     """
     from facekit.cli.outputs import Inputs
     from facekit.data.shard import require_some, select_photos
@@ -193,7 +217,22 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     from facekit.gallery.recognize import Matcher, NoReadablePhotos, default_threshold, recognize_images
     from facekit.gallery.sources import query_list
     from facekit.gallery.store import Gallery, gallery_file
+    from facekit.gallery.video import is_video
 
+    if is_video(data_path):
+        if shard is not None:
+            raise click.UsageError("--shard splits photos between machines; a video or stream is one input")
+        return _recognize_video(str(data_path), db_path, detect_model_path, recognize_model_path, threshold=threshold,
+                                match=match, index=index, out=out, fmt=fmt, save_annotated=save_annotated, flip=flip,
+                                every=every, retries=retries, backend=backend, device=device, max_size=max_size,
+                                det_threshold=det_threshold, max_pixels=max_pixels, batch=batch,
+                                threads=threads)  # fmt: skip
+    for name in ("every", "retries"):
+        if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError(f"--{name} applies to a video or stream DATA_PATH")
+    if save_annotated is not None and save_annotated.is_file():
+        raise click.BadParameter(f"{save_annotated}: is a file; photos' annotated copies go to a folder",
+                                 param_hint="'--save-annotated'")  # fmt: skip
     paths = query_list(data_path)
     if not paths:
         raise FacekitError(f"{data_path}: no photos to recognize (expected an image, a folder of images or a list)")
@@ -229,6 +268,49 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
         f"unknown, {report.no_face} photos without a face"
         + (f" [{found}]" if found else "")
         + (f" -> {out}" if out else ""),
+        err=True,
+    )
+
+
+def _recognize_video(source: str, db_path: Path, detect_model_path: Path, recognize_model_path: Path, *,
+                     threshold: float | None, match: str, index: str, out: Path | None, fmt: str,
+                     save_annotated: Path | None, flip: bool | None, every: int, retries: int, backend: str,
+                     device: str, max_size: int, det_threshold: float, max_pixels: int, batch: int,
+                     threads: int | None) -> None:  # fmt: skip
+    """recognize's video branch: frames -> tracks (gallery.video), JSON Lines to --out or stdout; faces embedded
+    --batch frames at a time."""
+    from facekit.cli.outputs import Inputs
+    from facekit.gallery.recognize import Matcher, default_threshold
+    from facekit.gallery.store import Gallery, gallery_file
+    from facekit.gallery.video import WRITE_CODECS, is_stream, recognize_video
+
+    if fmt != "jsonl":
+        raise click.UsageError("a video gives JSON Lines (frame and track records); --format csv is for photos")
+    if save_annotated is not None and save_annotated.suffix.lower() not in WRITE_CODECS:
+        raise click.BadParameter(f"{save_annotated}: an annotated video ends in {', '.join(WRITE_CODECS)}",
+                                 param_hint="'--save-annotated'")  # fmt: skip
+    db_file = gallery_file(db_path)
+    reads = Inputs().file(db_file, "the gallery").model(detect_model_path, "detector")
+    reads.model(recognize_model_path, "recognizer").file(None if is_stream(source) else Path(source), "the video")
+    reads.check(files=[out, save_annotated])
+    gallery = Gallery.load(db_file)
+    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False,
+                            max_pixels, threads)  # fmt: skip
+    gallery.check_recognizer(pipeline.recognizer, db_file)
+    pipeline.flip = gallery.flip if flip is None else flip
+    if threshold is None:
+        threshold, why = default_threshold(pipeline.recognizer)
+        click.echo(f"threshold {threshold:.4f} ({why})", err=True)
+    matcher = Matcher(gallery, match=match, index=index, cache_prefix=db_file)
+    report = recognize_video(source, pipeline, matcher, threshold=threshold, every=every, retries=retries, out=out,
+                             annotated=save_annotated, batch_frames=batch)  # fmt: skip
+    listing("warning: frames skipped", report.skipped)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    named = sum(t["identity"] is not None for t in report.tracks)
+    click.echo(
+        f"{report.frames} frames, {report.faces} faces, {len(report.tracks)} tracks: {named} named, "
+        f"{len(report.tracks) - named} unknown" + (f" -> {out}" if out else ""),
         err=True,
     )
 
