@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from facekit import strict_json
 from facekit.distributed import Distributed
-from facekit.errors import DataFormatError, MissingDataError
+from facekit.errors import DataFormatError, FacekitError, MissingDataError
 from facekit.fileio import atomic_write
 from facekit.modeldir import read_torch_file
 
@@ -27,6 +27,7 @@ CHECKPOINT = "checkpoint.pt"  # the training state --resume continues from
 TRAIN_LOG = "train.log"
 TENSORBOARD = "tensorboard"
 METRICS = "metrics.json"
+MIN_LOSS_SCALE = 1.0  # fp16's grad scaler starts at 2^16 and halves at every inf/nan step: below 1 it has collapsed
 
 
 def log_to(path: Path) -> None:
@@ -108,6 +109,21 @@ class Throughput:
 
     def per_second(self) -> float:
         return self.images / (time.perf_counter() - self.started)
+
+
+def check_loss_scale(scaler: torch.amp.GradScaler, step: int) -> float | None:
+    """The fp16 grad scaler's scale after `step`, or None when it is off (bf16, fp32, the CPU). Raises FacekitError
+    once it falls below MIN_LOSS_SCALE: every recent step's gradients were inf or nan, so every update was skipped,
+    and training on would only burn time; the last checkpoint is kept."""
+    if not scaler.is_enabled():
+        return None
+    scale = float(scaler.get_scale())
+    if scale < MIN_LOSS_SCALE:
+        raise FacekitError(
+            f"the fp16 loss scale collapsed to {scale:g} at step {step} (the gradients were inf or nan step after "
+            "step, so nothing was learnt): train with --amp bf16, or a lower --lr; the last checkpoint is kept"
+        )
+    return scale
 
 
 class Trainer:

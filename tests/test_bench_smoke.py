@@ -89,3 +89,24 @@ def test_pipeline(shared_data, random_recognizer):
     out = bench(shared_data, "bench_pipeline.py", "--photos", 4, "--repeats", 1, "--gallery", 10, "--threads", 1,
                 "--recognizer", random_recognizer)  # fmt: skip
     assert "vs insightface" in out and "int8" in out
+
+
+def test_loader_bench(shared_data):
+    out = bench(shared_data, "bench_loader.py", "--smoke")
+    assert "loader alone" in out and "training step fed by the loader" in out
+
+
+def test_gpu_check_dry_run(shared_data, tmp_path):
+    """bench/gpu_check.sh --dry-run: the six steps of the GPU check on the CPU with tiny sizes, each ok in the
+    summary table (a failing step makes the script exit non-zero, which this would report)."""
+    env = {**os.environ, "FACEKIT_SHARED_DATA": str(shared_data), "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(ROOT / "bench/gpu_check.sh"), "--dry-run", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=1500,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    table = done.stdout.split("summary (", 1)[1].splitlines()[2:]
+    assert [row.split()[:2] for row in table] == [
+        [name, "ok"] for name in ("train_speed", "loader", "torchrun", "train_detect", "recognize", "fp16_scale")
+    ]
+    assert "steps 10 then 15" in done.stdout

@@ -353,3 +353,22 @@ def test_freezing_keeps_the_backbone_and_its_statistics(cli, six_people, random_
     assert all(torch.equal(frozen[k], start[k]) for k in start)
     head = torch.load(tmp_path / "m/checkpoint.pt", weights_only=True)["head"]
     assert not torch.allclose(head, initial_centres(6, 32, 0, 6, seed=0), atol=1e-4)  # the new head learnt
+
+
+@pytest.mark.slow  # ~9 s; quick: test_resume_continues_the_heads_running_statistics[adaface] resumes the same way
+def test_stop_at_step_then_resume_ends_like_an_uninterrupted_run(cli, six_people, tmp_path):
+    """--stop-at-step 6 of 10 writes a model and a checkpoint at step 6 with the 10-step schedule; --resume then
+    ends exactly where the uninterrupted run does."""
+    three = three_people(six_people, tmp_path)
+    args = [*RESUME_ARGS, "--no-augment"]
+    assert cli("train-recognize", three, tmp_path / "a", *args).exit_code == 0
+    result = cli("train-recognize", three, tmp_path / "b", *args, "--stop-at-step", 6)
+    assert result.exit_code == 0, result.output
+    assert "trained 6 steps" in result.output
+    assert torch.load(tmp_path / "b/checkpoint.pt", weights_only=True)["step"] == 6
+    assert cli("train-recognize", three, tmp_path / "b", *args, "--resume").exit_code == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert a["steps"] == b["steps"] == 10
+    assert [h["lr"] for h in a["history"]] == [h["lr"] for h in b["history"]]  # one schedule
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-4)

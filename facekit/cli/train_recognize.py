@@ -152,6 +152,14 @@ def _typed_loss_params(ctx: click.Context, loss: str, texts: dict[str, str]) -> 
 )
 @click.option("--resume", is_flag=True, help="Continue from MODEL_OUTPUT_PATH/checkpoint.pt.")
 @click.option(
+    "--stop-at-step",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Stop after this many steps in all (checkpoint and model written), keeping the whole run's schedule; "
+    "--resume continues it. 0: train to the end.",
+)
+@click.option(
     "--val",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),

@@ -24,7 +24,7 @@ from facekit.detection.weights import build_detector, load_pretrained
 from facekit.distributed import Distributed
 from facekit.errors import MissingDataError
 from facekit.modeldir import save_model
-from facekit.training import CHECKPOINT, InterruptFlag, Throughput, Trainer
+from facekit.training import CHECKPOINT, InterruptFlag, Throughput, Trainer, check_loss_scale
 
 log = logging.getLogger("facekit.train_detect")
 
@@ -188,7 +188,8 @@ class _Trainer(Trainer):
             leave=False,
             disable=None if s.progress and dist.is_main else True,
         )
-        for images, targets in bar:
+        scale = None
+        for i, (images, targets) in enumerate(bar):
             images = images.to(dist.device, non_blocking=True)
             with torch.autocast(dist.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses = self.criterion(self.net(images), self.priors, targets)
@@ -197,6 +198,7 @@ class _Trainer(Trainer):
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            scale = check_loss_scale(self.scaler, epoch * self.steps_per_epoch + i + 1)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(images)
             seen += len(images)
@@ -218,6 +220,8 @@ class _Trainer(Trainer):
                 ("loss" if k == "loss" else f"loss_{k}"): round(dist.mean(v / max(seen, 1)), 5) for k, v in sums.items()
             },
         }
+        if scale is not None:  # fp16 AMP on CUDA: the grad scaler's scale at the epoch's end
+            record["loss_scale"] = scale
         if self.val_dir is not None and dist.is_main and ((epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs):
             record.update(_validate(self.model, self.config, self.val_dir))
         self.history.append(record)

@@ -46,6 +46,7 @@ class RecognizeTrainSettings:
     backbone_lr_mult: float = 1.0
     freeze_backbone_epochs: int = 0
     resume: bool = False
+    stop_at_step: int = 0  # stop (checkpoint and model written) after this many steps; 0: train to the end
     val: list[str] = field(default_factory=list)
     val_every: int = 1000  # steps; also after the last step
     log_every: int = 50  # steps; also at each epoch's end

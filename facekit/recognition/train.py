@@ -35,7 +35,7 @@ from facekit.recognition.trainset import (
     check_crop_size,
     source_labels,
 )
-from facekit.training import CHECKPOINT, InterruptFlag, Throughput, Trainer
+from facekit.training import CHECKPOINT, InterruptFlag, Throughput, Trainer, check_loss_scale
 
 log = logging.getLogger("facekit.train_recognize")
 
@@ -173,6 +173,7 @@ class _Trainer(Trainer):
             self.optimizer, lambda step: lr_factor(step, self.total_steps, warmup, s.schedule)
         )
         self.step, self.history, self.calibration, self.results = 0, [], None, {}
+        self.loss_scale: float | None = None
         if s.resume:
             self.resume()
             log.info("resumed from %s at step %d", out_dir / CHECKPOINT, self.step)
@@ -214,6 +215,7 @@ class _Trainer(Trainer):
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
+        self.loss_scale = check_loss_scale(self.scaler, self.step)
         return float(loss.detach())
 
     # -- the loop ------------------------------------------------------------------------------------------
@@ -229,7 +231,10 @@ class _Trainer(Trainer):
             disable=None if s.progress and dist.is_main else True,
         )
         window_loss, window = 0.0, Throughput()
-        while self.step < self.total_steps:
+        end = min(self.total_steps, s.stop_at_step or self.total_steps)  # the schedule stays total_steps long
+        if self.step >= end:
+            log.info("step %d: nothing left to train before step %d", self.step, end)
+        while self.step < end:
             epoch, position = divmod(self.step, self.steps_per_epoch)
             self.sampler.resume_at(epoch, position)
             for images, labels in self.loader:
@@ -239,7 +244,7 @@ class _Trainer(Trainer):
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 at_epoch_end = self.step % self.steps_per_epoch == 0
-                last = self.step == self.total_steps
+                last = self.step == end
                 verify = self.step % s.val_every == 0 or last
                 if verify or at_epoch_end or self.step % s.log_every == 0:
                     loss = window_loss * dist.world_size / max(window.images, 1)
@@ -255,9 +260,12 @@ class _Trainer(Trainer):
                         s.save_every,
                     )
                     raise KeyboardInterrupt
-                if self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps:
+                if self.step % self.steps_per_epoch == 0 or self.step >= end:
                     break
         bar.close()
+        if end < self.total_steps:
+            log.info("stopped at step %d of %d as --stop-at-step asked; --resume continues the schedule", end,
+                     self.total_steps)  # fmt: skip
 
     def _report(self, loss: float, images_per_s: float, verify: bool) -> None:
         record = {
@@ -267,6 +275,8 @@ class _Trainer(Trainer):
             "loss": round(self.dist.mean(loss), 5),
             "images_per_s": round(images_per_s, 1),
         }
+        if self.loss_scale is not None:  # fp16 on CUDA: the grad scaler's scale, which check_loss_scale watches
+            record["loss_scale"] = self.loss_scale
         if verify and self.dist.is_main:
             record.update(self._verify())
         self.history.append(record)
