@@ -1,14 +1,28 @@
-"""Top-k search time and peak memory: facekit's exact_search (numpy) against the torch version facekit used before
-(bench/search_peer.py), faiss IndexFlatIP and scikit-learn's NearestNeighbors(algorithm="brute", metric="cosine"), on
-galleries of random unit vectors.
+"""Gallery search benchmarks, two tables.
 
-Every (method, gallery, queries) cell runs in a fresh spawned process that imports only its own library, generates
-the gallery (seeded, in float32 blocks), notes ru_maxrss, prepares the method (faiss: IndexFlatIP.add, which copies
-the gallery; scikit-learn: fit) and times searches, best kept. Peak MiB is the growth of ru_maxrss from right after
-the gallery was generated: index, score buffers and all. Building the index is not timed.
+"indexes" (`--table indexes`): facekit's approximate indexes (faiss IVF and HNSW, their defaults, HNSW also at the
+efSearch values of --ef-search) against its exact search, on clustered synthetic galleries (N / 10 identities x 10
+noisy views of a random unit centre, noise 0.8 / sqrt(D) per coordinate, as tests/test_gallery_search.py makes them);
+queries are fresh noisy views of random identities. Exact search gives the truth: recall@1 = the share of queries
+whose top-1 row is exact search's top-1 (or scores as high, 1e-6), recall@5 = the mean share of exact search's top 5
+rows found in the index's top 5. Per index: build time, the memory it holds (rows, links, lists), the mean time of
+one query (queries searched one at a time) and the best time of a batch. The exact row also shows the ceiling: numpy
+matmul of the same shapes (65,536 gallery rows at a time into one reused output, no top-k, the faster of the two
+output layouts) as GFLOP/s, and exact search's share of it. One spawned process per gallery size.
 
-    python bench/bench_gallery.py            # 10k, 100k and 1M x 512; 1, 100 and 1,000 queries
-    python bench/bench_gallery.py --quick    # 10k and 100k only
+"peers" (`--table peers`): top-k search time and peak memory: facekit's exact_search (numpy) against the torch
+version facekit used before (bench/search_peer.py), faiss IndexFlatIP and scikit-learn's
+NearestNeighbors(algorithm="brute", metric="cosine"), on galleries of random unit vectors.
+
+Every peers (method, gallery, queries) cell runs in a fresh spawned process that imports only its own library,
+generates the gallery (seeded, in float32 blocks), notes ru_maxrss, prepares the method (faiss: IndexFlatIP.add,
+which copies the gallery; scikit-learn: fit) and times searches, best kept. Peak MiB is the growth of ru_maxrss from
+right after the gallery was generated: index, score buffers and all. Building the index is not timed.
+
+    python bench/bench_gallery.py                            # peers: 10k, 100k and 1M x 512
+    python bench/bench_gallery.py --quick                    # peers: 10k and 100k only
+    python bench/bench_gallery.py --table indexes --quick    # indexes: 10k and 100k
+    python bench/bench_gallery.py --table indexes --sizes 1000000 --threads 1 --cache /tmp/bench-cache
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from paths import ROOT
 
 METHODS = ("facekit", "torch", "faiss", "sklearn")
 MODULES = {
@@ -32,6 +47,8 @@ MODULES = {
     "sklearn": ("sklearn.neighbors",),
 }
 BLOCK = 1024  # rows generated at a time: generating leaves ~4 MiB of slack in ru_maxrss
+GEMM_ROWS = 65536  # gallery rows per matmul in the GEMM ceiling
+PER_ID = 10  # views per identity in clustered galleries
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -42,6 +59,158 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
         block = rng.standard_normal((min(BLOCK, n - start), dim), dtype=np.float32)
         out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
+
+
+def clustered(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A gallery [n, dim] of n / PER_ID identities x PER_ID noisy views, and [queries, dim] fresh views of random
+    identities; float32, unit rows, generated in blocks (no float64 copy of the gallery)."""
+    rng = np.random.default_rng(seed)
+    ids = max(1, n // PER_ID)
+    centres = rng.standard_normal((ids, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = np.float32(0.8 / np.sqrt(dim))
+
+    def views(owners: np.ndarray) -> np.ndarray:
+        block = centres[owners] + noise * rng.standard_normal((len(owners), dim), dtype=np.float32)
+        return block / np.linalg.norm(block, axis=1, keepdims=True)
+
+    gallery = np.empty((n, dim), np.float32)
+    for start in range(0, n, BLOCK):
+        gallery[start : start + BLOCK] = views(np.arange(start, min(n, start + BLOCK)) // PER_ID % ids)
+    return gallery, views(rng.integers(0, ids, queries))
+
+
+def index_mib(index: object) -> float:
+    """The memory a facekit FaissIndex holds, MiB, from its structures: rows, IVF centroids and ids, HNSW links."""
+    inner, rows = index.index, index.index.ntotal * index.index.d * 4
+    if index.kind == "ivf":
+        return (rows + inner.ntotal * 8 + inner.nlist * inner.d * 4) / 2**20
+    hnsw = inner.hnsw
+    return (rows + hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8) / 2**20
+
+
+def per_query_ms(search: Callable[[np.ndarray], object], queries: np.ndarray, max_seconds: float) -> float:
+    """Mean ms of searching `queries` one at a time (stops early after max_seconds), after one untimed search."""
+    search(queries[:1])
+    start, done = time.perf_counter(), 0
+    while done < len(queries) and (not done or time.perf_counter() - start < max_seconds):
+        search(queries[done : done + 1])
+        done += 1
+    return (time.perf_counter() - start) / done * 1000
+
+
+def best_seconds(run: Callable[[], object], repeats: int) -> float:
+    """The best time of `repeats` runs, after one untimed run."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_seconds(gallery: np.ndarray, queries: np.ndarray, repeats: int) -> float:
+    """Best time of the raw products of gallery [N, D] and queries [Q, D] (the ceiling of exact search): numpy matmul
+    of GEMM_ROWS gallery rows at a time into one reused output, the faster of the two output layouts [rows, Q] and
+    [Q, rows]."""
+    rows_first = np.empty((min(GEMM_ROWS, len(gallery)), len(queries)), np.float32)
+    queries_first = np.empty((len(queries), min(GEMM_ROWS, len(gallery))), np.float32)
+
+    def run(layout: str) -> None:
+        for start in range(0, len(gallery), GEMM_ROWS):
+            rows = gallery[start : start + GEMM_ROWS]
+            if layout == "rows":
+                np.matmul(rows, queries.T, out=rows_first[: len(rows)])
+            else:
+                np.matmul(queries, rows.T, out=queries_first[:, : len(rows)])
+
+    return min(best_seconds(lambda layout=layout: run(layout), repeats) for layout in ("rows", "queries"))
+
+
+def recalls(truth: tuple[np.ndarray, np.ndarray], found: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """(recall@1, recall@5) of found (scores, indices) [Q, 5] against exact search's."""
+    (true_scores, true_rows), (scores, rows) = truth, found
+    top1 = (rows[:, 0] == true_rows[:, 0]) | (scores[:, 0] >= true_scores[:, 0] - 1e-6)
+    at5 = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(true_rows[:, :5], rows[:, :5], strict=True)])
+    return float(top1.mean()), float(at5)
+
+
+def measure_indexes(n: int, dim: int, batch: int, ef_searches: list[int], opts: dict) -> None:
+    """Run in a child process: print one table row per index (exact first) for a clustered gallery of n rows, each
+    as soon as it is measured."""
+    import faiss
+
+    from facekit.gallery.search import HNSW_EF_SEARCH, FaissIndex, cached_index, exact_search
+
+    if opts["threads"]:
+        faiss.omp_set_num_threads(opts["threads"])
+    gallery, queries = clustered(n, dim, batch)
+    singles = queries[: opts["singles"]]
+    truth = exact_search(gallery, queries, 5)
+    exact_batch = best_seconds(lambda: exact_search(gallery, queries, 5), opts["repeats"])
+    gemm_batch = gemm_seconds(gallery, queries, opts["repeats"])
+    gemm_one = gemm_seconds(gallery, queries[:1], opts["repeats"] * 3)
+    exact_one = best_seconds(lambda: exact_search(gallery, queries[:1], 5), opts["repeats"] * 3)
+    flops = 2.0 * n * dim
+    ceiling = (
+        f"1 query: GEMM {flops / gemm_one / 1e9:.1f} GFLOP/s, exact {gemm_one / exact_one:.0%} of it; {batch:,}: "
+        f"GEMM {flops * batch / gemm_batch / 1e9:.1f} GFLOP/s, exact {gemm_batch / exact_batch:.0%}"
+    )
+    one = per_query_ms(lambda q: exact_search(gallery, q, 5), singles, opts["max_seconds"])
+    print_row(n, dim, "exact", 0.0, 0.0, (1.0, 1.0), one, exact_batch * 1000, ceiling)
+    for kind in opts["approximate"]:
+        start = time.perf_counter()
+        if opts["cache"]:
+            index = cached_index(gallery, kind, os.path.join(opts["cache"], "bench"), f"n{n}-d{dim}")
+        else:
+            index = FaissIndex.build(gallery, kind)
+        build, mib = time.perf_counter() - start, index_mib(index)
+        if kind == "ivf":
+            settings = {f"nprobe {index.index.nprobe} of {index.index.nlist}": None}
+        else:
+            hnsw = index.index.hnsw
+            settings = {f"M {hnsw.nb_neighbors(1)}, efC {hnsw.efConstruction}, efS {ef}": ef
+                        for ef in sorted({HNSW_EF_SEARCH, *ef_searches})}  # fmt: skip
+        for setting, ef in settings.items():
+            if ef is not None:
+                index.index.hnsw.efSearch = ef
+            found = recalls(truth, index.search(queries, 5))
+            one = per_query_ms(lambda q, index=index: index.search(q, 5), singles, opts["max_seconds"])
+            many = best_seconds(lambda index=index: index.search(queries, 5), opts["repeats"]) * 1000
+            print_row(n, dim, f"{kind} ({setting})", build, mib, found, one, many, "")
+
+
+def print_row(n: int, dim: int, name: str, build: float, mib: float, found: tuple, one: float, many: float,
+              ceiling: str) -> None:  # fmt: skip
+    print(f"| {n:,} x {dim} | {name} | {build:,.1f} | {mib:,.0f} | {found[0]:.3f} | {found[1]:.3f} | {one:,.2f} | "
+          f"{many:,.0f} | {ceiling} |", flush=True)  # fmt: skip
+
+
+def indexes_table(sizes: list[int], args: argparse.Namespace) -> None:
+    ef_searches = [int(e) for e in args.ef_search.split(",") if e]
+    opts = {"threads": args.threads, "singles": args.singles, "repeats": args.repeats,
+            "max_seconds": args.max_seconds, "cache": args.cache,
+            "approximate": [kind for kind in args.approximate.split(",") if kind]}  # fmt: skip
+    print(f"| gallery | index | build s | index MiB | recall@1 | recall@5 | 1 query ms | {args.batch:,} queries ms "
+          "| exact vs numpy GEMM |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
+    load = os.getloadavg()[0]
+    if args.threads:  # numpy's BLAS in the spawned processes too: threads that wait for a busy core cost dearly
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    for n in sizes:
+        run_alone(measure_indexes, n, args.dim, args.batch, ef_searches, opts)
+    import faiss
+
+    threads = args.threads or faiss.omp_get_max_threads()
+    print(f"\n{args.batch:,} queries, k = 5; 1 query: mean over up to {args.singles} queries searched one at a time;")
+    print(f"batch: best of {args.repeats}; index MiB: the rows, links and lists the index holds; build s: ", end="")
+    print(f"{'loaded from --cache or ' if args.cache else ''}built;")
+    print(
+        f"{threads} faiss threads; faiss {faiss.__version__}, numpy {np.__version__}; {os.cpu_count()} CPUs, ", end=""
+    )
+    print(f"load average {load:.1f} before, ", end="")
+    print(f"{os.getloadavg()[0]:.1f} after\n")
 
 
 def prepare(method: str, gallery: np.ndarray, k: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -88,10 +257,10 @@ def measure(method: str, n: int, q: int, dim: int, k: int, repeats: int, max_sec
     return {"ms": min(times) * 1000, "runs": len(times), "mib": peak / 1024, "top1": indices[:, 0], "s1": scores[:, 0]}
 
 
-def run_alone(*task: object) -> dict:
-    """`measure(*task)` in a fresh spawned process."""
+def run_alone(function: Callable, *task: object) -> object:
+    """`function(*task)` in a fresh spawned process."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(measure, task)
+        return pool.apply(function, task)
 
 
 def agreement(ours: dict, theirs: dict) -> str:
@@ -112,8 +281,23 @@ def main() -> None:
         "--max-seconds", type=float, default=60, help="no further repeats once a cell's searches took this long"
     )
     parser.add_argument("--quick", action="store_true", help="galleries of 10k and 100k only")
+    parser.add_argument("--table", choices=["peers", "indexes", "both"], default="peers", help="(default peers)")
+    parser.add_argument("--batch", type=int, default=1000, help="indexes: queries per batch (default 1000)")
+    parser.add_argument("--singles", type=int, default=200, help="indexes: queries searched one at a time (200)")
+    parser.add_argument("--ef-search", default="32,64", help="indexes: HNSW efSearch values beside the default")
+    parser.add_argument("--threads", type=int, default=0, help="indexes: faiss and BLAS threads (default: theirs)")
+    parser.add_argument("--approximate", default="ivf,hnsw", help="indexes: the approximate ones (default ivf,hnsw)")
+    parser.add_argument("--cache", help="indexes: a folder where built indexes are cached (facekit's cache)")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # facekit from this checkout, in the spawned processes too
     sizes = [int(s) for s in args.sizes.split(",") if not args.quick or int(s) <= 100000]
+    if args.table != "peers":
+        indexes_table(sizes, args)
+    if args.table != "indexes":
+        peers_table(sizes, args)
+
+
+def peers_table(sizes: list[int], args: argparse.Namespace) -> None:
     counts = [int(q) for q in args.queries.split(",")]
     load = os.getloadavg()[0]
 
@@ -122,7 +306,7 @@ def main() -> None:
         for q in counts:
             cell = {}
             for method in METHODS:
-                cell[method] = run_alone(method, n, q, args.dim, args.k, args.repeats, args.max_seconds)
+                cell[method] = run_alone(measure, method, n, q, args.dim, args.k, args.repeats, args.max_seconds)
                 print(f"{n:>9,} x {q:>5,} {method:<8}{cell[method]['ms']:>12,.1f} ms", file=sys.stderr, flush=True)
             rows.append((n, q, cell))
 

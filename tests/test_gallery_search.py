@@ -1,7 +1,9 @@
-"""Gallery search: exact blocked search against brute force, faiss flat and IVF indexes, the index cache."""
+"""Gallery search: exact blocked search against brute force, faiss flat, IVF and HNSW indexes, `auto`, the index
+cache."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -9,7 +11,21 @@ import pytest
 
 from facekit.errors import DataFormatError, MissingDataError
 from facekit.gallery import search as search_module
-from facekit.gallery.search import FaissIndex, cached_index, exact_search, search
+from facekit.gallery.search import FaissIndex, auto_index, cached_index, exact_search, search
+
+KNN = "faces/face_recognition_examples/examples/knn_examples"
+
+
+@pytest.fixture(autouse=True)
+def one_faiss_thread():
+    """faiss's OpenMP threads spin: on a busy 2-core machine building a 500-row HNSW index takes 2 s on 2 threads,
+    0.1 s on one."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -151,18 +167,18 @@ def test_ivf_small_galleries_and_missing_results(capfd: pytest.CaptureFixture):
 
 def test_build_rejects_bad_arguments(tmp_path):
     gallery = unit(np.random.default_rng(7).standard_normal((100, 8)))
-    with pytest.raises(ValueError, match="unknown faiss index 'hnsw'; choose from flat, ivf"):
-        FaissIndex.build(gallery, "hnsw")
-    with pytest.raises(ValueError, match="'ivf' indexes only"):
+    with pytest.raises(ValueError, match="unknown faiss index 'annoy'; choose from flat, ivf, hnsw"):
+        FaissIndex.build(gallery, "annoy")
+    with pytest.raises(ValueError, match="^nlist and nprobe apply to 'ivf' indexes only, not 'flat'$"):
         FaissIndex.build(gallery, "flat", nlist=4)
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="^nprobe must be 1 to 65536, got 0$"):
         FaissIndex.build(gallery, "ivf", nprobe=0)
     FaissIndex.build(gallery).save(tmp_path / "people.h5.flat.k1.faiss")
     with pytest.raises(ValueError, match="'ivf' indexes only"):  # also when the cache holds the index
         cached_index(gallery, "flat", tmp_path / "people.h5", "k1", nprobe=2)
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 def test_save_load_roundtrip(tmp_path, kind: str):
     gallery, queries = clustered(ids=50, per_id=10, queries=20)
     index = FaissIndex.build(gallery, kind)
@@ -185,7 +201,9 @@ def test_load_errors_name_the_file(tmp_path):
     import faiss
 
     faiss.write_index(faiss.IndexFlatL2(4), str(tmp_path / "l2.faiss"))
-    with pytest.raises(DataFormatError, match=r"l2\.faiss: a faiss IndexFlatL2, not an inner-product"):
+    with pytest.raises(
+        DataFormatError, match=r"l2\.faiss: a faiss IndexFlatL2, not an inner-product flat, IVF or HNSW index"
+    ):
         FaissIndex.load(tmp_path / "l2.faiss")
 
 
@@ -257,7 +275,7 @@ def test_search_entry_point(tmp_path):
     np.testing.assert_array_equal(cached[1], expected)
     assert (tmp_path / "people.h5.flat.abc.faiss").is_file()
     assert search(gallery, queries, 1, "ivf")[1].shape == (10, 1)
-    with pytest.raises(ValueError, match="unknown index 'annoy'; choose from exact, flat, ivf"):
+    with pytest.raises(ValueError, match="unknown index 'annoy'; choose from exact, flat, ivf, hnsw, auto"):
         search(gallery, queries, 3, "annoy")
     with pytest.raises(ValueError, match="go together"):
         search(gallery, queries, 3, "flat", key="abc")
@@ -288,3 +306,159 @@ def test_mismatch_checks_every_row_and_sampled_lists():
     centroids = faiss.rev_swig_ptr(quantizer.get_xb(), 8 * 64).reshape(8, 64)
     centroids[:] = centroids[::-1].copy()
     assert index.mismatch(gallery).endswith("in a list other than its nearest centroid's")
+
+
+def test_hnsw_top1_agrees_with_exact_on_clustered_data():
+    gallery, queries = clustered(ids=400, per_id=10, queries=200)
+    index = FaissIndex.build(gallery, "hnsw")
+    assert index.kind == "hnsw" and len(index) == 4000
+    hnsw = index.index.hnsw
+    assert (hnsw.nb_neighbors(1), hnsw.efConstruction, hnsw.efSearch) == (32, 80, 256)  # the documented defaults
+    scores, indices = index.search(queries, 5)
+    expected_scores, expected = exact_search(gallery, queries, 5)
+    assert np.mean(indices[:, 0] == expected[:, 0]) >= 0.99
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(indices, expected, strict=True)]) >= 0.95
+    np.testing.assert_allclose(scores[:, 0], expected_scores[:, 0], atol=1e-5)  # inner products, not distances
+    small = FaissIndex.build(gallery[:3], "hnsw", m=4, ef_search=1)
+    scores, indices = small.search(queries[:2], 5)  # k > N: trimmed
+    assert indices.shape == (2, 3) and np.all((indices >= 0) == np.isfinite(scores))
+    assert FaissIndex.build(gallery[:0], "hnsw").search(queries, 3)[1].shape == (200, 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"m": 1}, "^m must be 2 to 256, got 1$"),
+        ({"m": 100000}, "^m must be 2 to 256, got 100000$"),
+        ({"ef_search": 0}, "^ef_search must be 1 to 4096, got 0$"),
+        ({"ef_construction": -3}, "^ef_construction must be 1 to 4096, got -3$"),
+        ({"nprobe": 4}, "^nlist and nprobe apply to 'ivf' indexes only, not 'hnsw'$"),
+        ({"efSearch": 4}, "^unknown index parameter 'efSearch'; known: nlist, nprobe, m, ef_construction"),
+    ],
+)
+def test_hnsw_rejects_bad_parameters(tmp_path, params: dict, message: str):
+    """One-line errors, from building and from the cache (which checks before it reads or writes a file)."""
+    gallery = unit(np.random.default_rng(7).standard_normal((100, 8)))
+    if "efSearch" not in params:  # build takes only its own keywords
+        with pytest.raises(ValueError, match=message):
+            FaissIndex.build(gallery, "hnsw", **params)
+    with pytest.raises(ValueError, match=message):
+        cached_index(gallery, "hnsw", tmp_path / "people.h5", "k1", **params)
+    with pytest.raises(ValueError, match="^m, ef_construction and ef_search apply to 'hnsw' indexes only, not 'ivf'$"):
+        FaissIndex.build(gallery, "ivf", ef_search=10)
+    assert not list(tmp_path.iterdir())
+
+
+def test_auto_picks_exact_below_the_boundary_and_hnsw_from_it(monkeypatch: pytest.MonkeyPatch, builds: list[str]):
+    assert search_module.AUTO_HNSW_FROM == 100_000
+    assert [auto_index(n) for n in (0, 99_999, 100_000, 10**7)] == ["exact", "exact", "hnsw", "hnsw"]
+    monkeypatch.setattr(search_module, "AUTO_HNSW_FROM", 500)  # the rule, at a size a test can build
+    gallery, queries = clustered(ids=50, per_id=10, queries=10)
+    _, expected = exact_search(gallery, queries, 3)
+    np.testing.assert_array_equal(
+        search(gallery[:499], queries, 3, "auto")[1], exact_search(gallery[:499], queries, 3)[1]
+    )
+    assert builds == []  # 499 rows: exact, no index
+    assert (search(gallery, queries, 3, "auto")[1][:, 0] == expected[:, 0]).mean() >= 0.9
+    assert builds == ["hnsw"]
+
+
+def test_cli_offers_every_index():
+    from facekit.cli.gallery import recognize_cmd
+
+    (option,) = [p for p in recognize_cmd.params if p.name == "index"]
+    assert tuple(option.type.choices) == ("auto", *search_module.INDEXES) and option.default == "auto"
+    assert set(option.type.choices) == set(search_module.CHOICES)
+
+
+def test_cached_hnsw_refuses_a_stale_or_poisoned_file(tmp_path, builds: list[str], caplog: pytest.LogCaptureFixture):
+    """A cached HNSW index for other rows, other build parameters, or with a broken graph is rebuilt, never used;
+    ef_search is the caller's, not the file's."""
+    import faiss
+
+    gallery, queries = clustered(ids=50, per_id=10, queries=10)
+    prefix, path = tmp_path / "people.h5", tmp_path / "people.h5.hnsw.k1.faiss"
+    cached_index(gallery, "hnsw", prefix, "k1", ef_search=16)
+    assert cached_index(gallery, "hnsw", prefix, "k1").index.hnsw.efSearch == 256  # loaded, with the default
+    assert builds == ["hnsw"]
+
+    def rebuilt(index: FaissIndex, reason: str, **kw) -> None:
+        index.save(path)
+        caplog.clear()
+        built = len(builds)
+        with caplog.at_level(logging.WARNING, logger=search_module.__name__):
+            cached_index(gallery, "hnsw", prefix, "k1", **kw)
+        assert len(builds) == built + 1
+        assert f"cached index {reason}" in caplog.text and "; rebuilding it" in caplog.text
+        assert FaissIndex.load(path).mismatch(gallery) is None  # the rebuilt index replaced the bad one
+
+    changed = gallery.copy()
+    changed[77, 3] += 1e-3
+    rebuilt(FaissIndex.build(changed, "hnsw"), "row 77 differs from the gallery's")
+    rebuilt(FaissIndex.build(gallery[:400], "hnsw"), "holds 400 x 64 (hnsw), the gallery 500 x 64 (hnsw)")
+    rebuilt(FaissIndex.build(gallery, "flat"), "holds 500 x 64 (flat), the gallery 500 x 64 (hnsw)")
+    rebuilt(FaissIndex.build(gallery, "hnsw", m=8), "was built with m 8, ef_construction 80, not 32, 80")
+    rebuilt(
+        FaissIndex.build(gallery, "hnsw"), "was built with m 32, ef_construction 80, not 32, 64", ef_construction=64
+    )
+    poisoned = FaissIndex.build(gallery, "hnsw")
+    links = faiss.rev_swig_ptr(poisoned.index.hnsw.neighbors.data(), poisoned.index.hnsw.neighbors.size())
+    links[links >= 0] = 0  # every link leads to row 0: valid numbers, a useless graph
+    rebuilt(poisoned, "finds only 1% of 256 sampled rows when searched for them")
+
+
+def test_hnsw_mismatch_checks_rows_and_graph():
+    import faiss
+
+    gallery, _ = clustered(ids=50, per_id=10, queries=1)
+    index = FaissIndex.build(gallery, "hnsw", m=8)
+    assert index.mismatch(gallery) is None
+    assert index.mismatch(gallery[:-1]) == "holds 500 x 64, the gallery 499 x 64"
+    hnsw = index.index.hnsw
+    links = faiss.rev_swig_ptr(hnsw.neighbors.data(), hnsw.neighbors.size())
+    saved = links[5]
+    links[5] = 500
+    assert index.mismatch(gallery) == "has graph links to nodes outside 0..499"
+    links[5] = saved
+    entry = hnsw.entry_point
+    hnsw.entry_point = 500
+    assert index.mismatch(gallery) == "has a graph entry point 500 that is not a node on its top level"
+    hnsw.entry_point = entry
+    levels = faiss.rev_swig_ptr(hnsw.levels.data(), hnsw.levels.size())
+    levels[7] += 1
+    assert index.mismatch(gallery) == "has a graph whose link lists do not fit its levels"
+    levels[7] -= 1
+    assert index.mismatch(gallery) is None
+
+
+def test_recognize_with_hnsw_and_auto_on_real_photos(cli, shared_data, random_recognizer, scrfd, tmp_path):
+    """A gallery of real faces: --index hnsw finds an enrolled photo's face and caches its index; auto (exact at
+    this size) gives the same record."""
+    db = tmp_path / "people.h5"
+    assert cli("build-db", shared_data / KNN / "train", scrfd, random_recognizer, db).exit_code == 0
+    photo = next((shared_data / KNN / "train/rose_leslie").iterdir())
+    hnsw = cli("recognize", photo, db, scrfd, random_recognizer, "--index", "hnsw")
+    assert hnsw.exit_code == 0, hnsw.output
+    (face,) = json.loads(hnsw.stdout)["faces"]
+    assert face["identity"] == "rose_leslie" and face["similarity"] > 0.999
+    assert len(list(tmp_path.glob("people.h5.hnsw.*.faiss"))) == 1
+    assert json.loads(cli("recognize", photo, db, scrfd, random_recognizer).stdout) == json.loads(hnsw.stdout)
+    bad = cli("recognize", photo, db, scrfd, random_recognizer, "--index", "annoy")
+    assert bad.exit_code == 2 and "'annoy' is not one of 'auto', 'exact', 'flat', 'ivf', 'hnsw'" in bad.output
+
+
+def test_bench_indexes_table():
+    """bench/bench_gallery.py --table indexes on a tiny gallery: exact with its GEMM ceiling, then HNSW's rows
+    (tests/test_bench_smoke.py runs its peers table)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench/bench_gallery.py"
+    args = ["--table", "indexes", "--sizes", "2000", "--singles", "3", "--repeats", "1", "--threads", "1",
+            "--approximate", "hnsw", "--ef-search", "16"]  # fmt: skip
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 2,000 x 512 |")]
+    assert [row[1] for row in rows] == ["exact", "hnsw (M 32, efC 80, efS 16)", "hnsw (M 32, efC 80, efS 256)"]
+    assert rows[0][4:6] == ["1.000", "1.000"] and "GFLOP/s, exact" in rows[0][8]
+    assert all(0.9 <= float(row[4]) <= 1 and float(row[3]) > 3.9 for row in rows[1:])  # 2000 x 512 x 4 B = 3.9 MiB

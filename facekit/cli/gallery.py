@@ -165,11 +165,11 @@ class PathOrUrl(click.Path):
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Candidates listed per face.")
 @click.option(
     "--index",
-    type=click.Choice(["exact", "flat", "ivf"]),
-    default="exact",
+    type=click.Choice(["auto", "exact", "flat", "ivf", "hnsw"]),
+    default="auto",
     show_default=True,
-    help="exact: blocked matrix products; flat / ivf: a faiss index cached beside the gallery (ivf: approximate, "
-    "for millions of faces).",
+    help="exact: blocked matrix products; flat / ivf / hnsw: a faiss index cached beside the gallery (ivf, hnsw: "
+    "approximate, for millions of faces); auto: exact below 100,000 faces, else hnsw.",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)

@@ -1,4 +1,5 @@
-"""Top-k inner-product search of L2-normalised embeddings: exact (blocked numpy matrix products) or faiss.
+"""Top-k inner-product search of L2-normalised embeddings: exact (blocked numpy matrix products) or faiss (flat,
+IVF, HNSW); "auto" picks exact or HNSW by gallery size (auto_index).
 
 Every search returns (scores float32 [Q, k'], indices int64 [Q, k']) sorted by descending score, k' = min(k, N).
 faiss indexes are cached beside the gallery, named after a key that changes whenever the embeddings do, and checked
@@ -24,11 +25,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INDEXES = ("exact", "flat", "ivf")
+INDEXES = ("exact", "flat", "ivf", "hnsw")
+CHOICES = (*INDEXES, "auto")  # what `recognize --index` offers
+# auto_index: exact below this many rows, HNSW from it. Exact search reads the whole gallery for each batch of
+# queries: one query took 7.7 ms at 100k x 512 and 86 ms at 1M on the 2-core development machine (README, Gallery);
+# it needs no index and is never wrong. HNSW answered one query in 2.8 ms at 100k x 512 at recall@1 1.000 (efSearch
+# 128, under a load of 11), but building it took 5 minutes there (once: it is cached beside the gallery) and it
+# holds a second copy of the rows plus its links. Below 100k exact search is fast enough and the build would cost
+# more than tens of thousands of exact queries.
+AUTO_HNSW_FROM = 100_000
+# HNSW defaults (faiss IndexHNSWFlat): M links per node (2M on the base layer), candidate lists of efConstruction
+# while building and efSearch while searching. bench/bench_gallery.py, 100k x 512 clustered, M 32: efConstruction
+# 40 gave recall@1 0.964 / 0.996 / 0.997 at efSearch 32 / 64 / 128, efConstruction 80 gave 0.996 / 1.000 / 1.000;
+# at 300k x 512 efConstruction 80 gave 0.902 / 0.983 / 0.994 / 0.996 at efSearch 32 / 64 / 128 / 256 (one query
+# 1.3 / 1.4 / 2.4 / 4.3 ms under a load of 9): recall falls as galleries grow, so efSearch 256 by default.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 256
+PARAMETERS = {"flat": (), "ivf": ("nlist", "nprobe"), "hnsw": ("m", "ef_construction", "ef_search")}
+# each parameter's allowed range: bounded so that a parameter cannot ask for unbounded memory or time
+RANGES = {
+    "nlist": (1, 65536),
+    "nprobe": (1, 65536),
+    "m": (2, 256),
+    "ef_construction": (1, 4096),
+    "ef_search": (1, 4096),
+}
 SCORE_BUDGET = 1 << 24  # scores per block when block_rows is None (64 MiB of float32)
 GROUP = 32  # strided column groups per block in the fast top-k selection (see _block_candidates)
 TRAIN_POINTS_PER_LIST = 64  # IVF k-means trains on at most this many embeddings per list (faiss advises 30-256)
 CHECKED_ASSIGNMENTS = 1024  # a cached IVF index must have this many sampled rows in their nearest centroid's list
+CHECKED_SEARCHES = 256  # a cached HNSW index must find SELF_RECALL of this many sampled rows when they are searched
+SELF_RECALL = 0.99
 KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -137,33 +165,55 @@ def _best(scores: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, 
     return np.take_along_axis(scores, best, 1), np.take_along_axis(indices, best, 1)
 
 
+def auto_index(n: int) -> str:
+    """The index `--index auto` uses for a gallery of n rows: "exact" below AUTO_HNSW_FROM, else "hnsw"."""
+    return "exact" if n < AUTO_HNSW_FROM else "hnsw"
+
+
 class FaissIndex:
-    """A faiss inner-product index over a gallery's embeddings: "flat" (IndexFlatIP, exact) or "ivf" (IndexIVFFlat).
+    """A faiss inner-product index over a gallery's embeddings: "flat" (IndexFlatIP, exact), "ivf" (IndexIVFFlat) or
+    "hnsw" (IndexHNSWFlat, a graph over the uncompressed rows).
 
     IVF defaults: nlist = 4 sqrt(N), at most N / 39 (below that faiss warns of too few training points) and 65536,
     trained on up to TRAIN_POINTS_PER_LIST x nlist embeddings; nprobe = nlist / 8, so that a query scans about 1/8 of
     the gallery: top-1 recall 0.98-1.0 against exact search on synthetic galleries of clustered identities (4k x 64
     to 100k x 512). IVF search may find fewer than k' results: the missing ones have index -1 and score -inf.
+    HNSW defaults: HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH; memory: the rows plus about 8 M bytes per row.
     """
 
     def __init__(self, index: faiss.Index) -> None:
         import faiss
 
         self.index = index
-        self.kind = "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+        self.kind = (
+            "ivf" if isinstance(index, faiss.IndexIVF) else "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+        )
 
     @classmethod
     def build(
-        cls, embeddings: np.ndarray, kind: str = "flat", *, nlist: int | None = None, nprobe: int | None = None
+        cls,
+        embeddings: np.ndarray,
+        kind: str = "flat",
+        *,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        m: int | None = None,
+        ef_construction: int | None = None,
+        ef_search: int | None = None,
     ) -> FaissIndex:
-        """Index the rows of `embeddings` [N, D] (L2-normalised); nlist and nprobe: IVF only, None for defaults."""
+        """Index the rows of `embeddings` [N, D] (L2-normalised); nlist, nprobe: IVF only; m, ef_construction,
+        ef_search: HNSW only; None for defaults."""
         import faiss
 
         n, dim = _shape(embeddings, "embeddings")
-        _check_build(kind, nlist, nprobe)
+        _check_build(kind, nlist=nlist, nprobe=nprobe, m=m, ef_construction=ef_construction, ef_search=ef_search)
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, m or HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = ef_construction or HNSW_EF_CONSTRUCTION
+            index.hnsw.efSearch = ef_search or HNSW_EF_SEARCH
         else:
             nlist = max(1, min(nlist or min(round(4 * math.sqrt(n)), n // 39, 65536), n))
             index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
@@ -180,7 +230,8 @@ class FaissIndex:
         return self.index.ntotal
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Like `exact_search`, ties in any order; "ivf" is approximate, missing results are index -1, score -inf."""
+        """Like `exact_search`, ties in any order; "ivf" and "hnsw" are approximate, missing results are index -1,
+        score -inf."""
         queries = _check_queries(queries, self.index.d, k)
         k = min(k, len(self))
         if len(queries) == 0 or k == 0:
@@ -199,7 +250,8 @@ class FaissIndex:
     def mismatch(self, embeddings: np.ndarray) -> str | None:
         """Why this index is not exactly an index of `embeddings` [N, D], or None when it is: it must hold every row
         once, bit for bit, under its own number; an IVF index must also hold CHECKED_ASSIGNMENTS sampled rows in
-        the list of their nearest centroid (so a cache file cannot answer for another gallery, or wrongly)."""
+        the list of their nearest centroid, an HNSW index must have a well-formed graph that finds SELF_RECALL of
+        CHECKED_SEARCHES sampled rows (so a cache file cannot answer for another gallery, or wrongly)."""
         import faiss
 
         n, dim = _shape(embeddings, "embeddings")
@@ -210,6 +262,8 @@ class FaissIndex:
         if self.kind == "flat":
             stored = faiss.rev_swig_ptr(self.index.get_xb(), n * dim).reshape(n, dim)
             return _differing(stored, np.arange(n), embeddings)
+        if self.kind == "hnsw":
+            return self._hnsw_mismatch(embeddings)
         ivf, lists = self.index, self.index.invlists
         quantizer = ivf.quantizer
         if quantizer.metric_type != faiss.METRIC_INNER_PRODUCT or quantizer.ntotal != ivf.nlist:
@@ -238,6 +292,41 @@ class FaissIndex:
         wrong = np.flatnonzero(~(own >= best[:, 0] - 1e-5))
         return f"holds row {sample[wrong[0]]} in a list other than its nearest centroid's" if len(wrong) else None
 
+    def _hnsw_mismatch(self, embeddings: np.ndarray) -> str | None:
+        """`mismatch` for a non-empty HNSW index: rows, graph layout, then a self-search of sampled rows."""
+        import faiss
+
+        n, dim = embeddings.shape
+        storage = faiss.downcast_index(self.index.storage)
+        if not isinstance(storage, faiss.IndexFlat) or storage.metric_type != faiss.METRIC_INNER_PRODUCT:
+            return "stores its rows in something other than an inner-product flat index"
+        stored = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)
+        problem = _differing(stored, np.arange(n), embeddings)
+        if problem:
+            return problem
+        hnsw = self.index.hnsw
+        vectors = (hnsw.levels, hnsw.offsets, hnsw.neighbors)  # views, not copies
+        levels, offsets, links = (faiss.rev_swig_ptr(v.data(), v.size()) for v in vectors)
+        m = hnsw.nb_neighbors(1)
+        if len(levels) != n or len(offsets) != n + 1 or offsets[0] != 0 or levels.min() < 1:
+            return f"has a graph of {len(levels)} nodes, not {n}"
+        if (np.diff(offsets.astype(np.int64)) != 2 * m + (levels - 1) * m).any() or offsets[-1] != len(links):
+            return "has a graph whose link lists do not fit its levels"
+        top = levels.max() - 1
+        if not 0 <= hnsw.entry_point < n or hnsw.max_level != top or levels[hnsw.entry_point] - 1 != top:
+            return f"has a graph entry point {hnsw.entry_point} that is not a node on its top level"
+        for start in range(0, len(links), SCORE_BUDGET):
+            block = links[start : start + SCORE_BUDGET]
+            if block.min() < -1 or block.max() >= n:
+                return f"has graph links to nodes outside 0..{n - 1}"
+        sample = np.unique(np.linspace(0, n - 1, min(n, CHECKED_SEARCHES)).astype(np.int64))
+        rows = np.ascontiguousarray(embeddings[sample], dtype=np.float32)
+        best, _ = self.index.search(rows, 1)
+        found = np.mean(best[:, 0] >= np.einsum("ij,ij->i", rows, rows) - 1e-5)
+        if found < SELF_RECALL:
+            return f"finds only {found:.0%} of {len(sample)} sampled rows when searched for them"
+        return None
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> FaissIndex:
         """Read an index written by `save`: MissingDataError if absent, DataFormatError if not such an index."""
@@ -251,10 +340,12 @@ class FaissIndex:
         except RuntimeError as exc:  # faiss reports every read problem so, prefixed with its source location
             reason = re.sub(r"^.*\.cpp:\d+: (Error: )?", "", str(exc).splitlines()[0])
             raise DataFormatError(f"{path}: not a readable faiss index ({reason})") from None
-        if not isinstance(index, faiss.IndexFlatIP | faiss.IndexIVFFlat) or (
+        if not isinstance(index, faiss.IndexFlatIP | faiss.IndexIVFFlat | faiss.IndexHNSWFlat) or (
             index.metric_type != faiss.METRIC_INNER_PRODUCT
         ):
-            raise DataFormatError(f"{path}: a faiss {type(index).__name__}, not an inner-product flat or IVF index")
+            raise DataFormatError(
+                f"{path}: a faiss {type(index).__name__}, not an inner-product flat, IVF or HNSW index"
+            )
         return cls(index)
 
 
@@ -269,13 +360,21 @@ def _differing(stored: np.ndarray, ids: np.ndarray, embeddings: np.ndarray) -> s
     return None
 
 
-def _check_build(kind: str, nlist: int | None, nprobe: int | None) -> None:
-    if kind not in INDEXES[1:]:
-        raise ValueError(f"unknown faiss index {kind!r}; choose from {', '.join(INDEXES[1:])}")
-    if kind == "flat" and (nlist is not None or nprobe is not None):
-        raise ValueError("nlist and nprobe apply to 'ivf' indexes only")
-    if any(value is not None and value < 1 for value in (nlist, nprobe)):
-        raise ValueError(f"nlist and nprobe must be at least 1, got {nlist} and {nprobe}")
+def _check_build(kind: str, **params: int | None) -> None:
+    """Raise ValueError unless `kind` is a faiss index and `params` (None: default) are its own and in range."""
+    if kind not in PARAMETERS:
+        raise ValueError(f"unknown faiss index {kind!r}; choose from {', '.join(PARAMETERS)}")
+    for owner, names in PARAMETERS.items():
+        given = [name for name in names if params.get(name) is not None]
+        if owner != kind and given:
+            raise ValueError(f"{', '.join(names[:-1])} and {names[-1]} apply to {owner!r} indexes only, not {kind!r}")
+    unknown = sorted(set(params) - set(RANGES))
+    if unknown:
+        raise ValueError(f"unknown index parameter {unknown[0]!r}; known: {', '.join(RANGES)}")
+    for name in PARAMETERS[kind]:
+        value, (least, most) = params.get(name), RANGES[name]
+        if value is not None and not least <= value <= most:
+            raise ValueError(f"{name} must be {least} to {most}, got {value}")
 
 
 def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, key: str, **kw) -> FaissIndex:
@@ -284,14 +383,15 @@ def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, k
     f"{prefix}.{kind}.{key}.faiss" (prefix = the gallery path, e.g. 'people.h5' -> 'people.h5.flat.<key>.faiss');
     stale cache files of the same prefix and kind with another key are removed. A cache file that cannot be read,
     or does not fit `embeddings` or an explicit nlist, is rebuilt (with a logging warning), never trusted; one that
-    cannot be written is only logged. `kw`: nlist, nprobe of FaissIndex.build.
+    cannot be written is only logged. `kw`: nlist, nprobe (IVF) or m, ef_construction, ef_search (HNSW) of
+    FaissIndex.build; an HNSW cache built with another m or ef_construction than asked (or the defaults) is rebuilt.
     """
     if not KEY.fullmatch(key):
         raise ValueError(f"cache key {key!r} must be made of letters, digits, '-' and '_'")
-    _check_build(kind, kw.get("nlist"), kw.get("nprobe"))
+    _check_build(kind, **kw)
     prefix = Path(prefix)
     path = cache_path(prefix, kind, key)
-    index = _load_cached(path, embeddings, kind, kw.get("nlist"))
+    index = _load_cached(path, embeddings, kind, kw)
     if index is None:
         index = FaissIndex.build(embeddings, kind, **kw)
         try:
@@ -300,6 +400,8 @@ def cached_index(embeddings: np.ndarray, kind: str, prefix: str | os.PathLike, k
             log.warning("%s: cannot write the index cache (%s)", path, exc)
     elif kw.get("nprobe") is not None:
         index.index.nprobe = kw["nprobe"]
+    elif kind == "hnsw":
+        index.index.hnsw.efSearch = kw.get("ef_search") or HNSW_EF_SEARCH
     stale = re.compile(re.escape(prefix.name) + rf"\.{kind}\.[A-Za-z0-9_-]+\.faiss")
     for other in prefix.parent.iterdir():
         if other.name != path.name and stale.fullmatch(other.name):
@@ -313,8 +415,9 @@ def cache_path(prefix: str | os.PathLike, kind: str, key: str) -> Path:
     return prefix.with_name(f"{prefix.name}.{kind}.{key}.faiss")
 
 
-def _load_cached(path: Path, embeddings: np.ndarray, kind: str, nlist: int | None) -> FaissIndex | None:
-    """The index cached at `path` if it fits `embeddings`, else None (with a warning unless there is no file)."""
+def _load_cached(path: Path, embeddings: np.ndarray, kind: str, kw: dict) -> FaissIndex | None:
+    """The index cached at `path` if it fits `embeddings` and the build parameters `kw`, else None (with a warning
+    unless there is no file)."""
     n, dim = _shape(embeddings, "embeddings")
     try:
         index = FaissIndex.load(path)
@@ -323,16 +426,24 @@ def _load_cached(path: Path, embeddings: np.ndarray, kind: str, nlist: int | Non
     except DataFormatError as exc:
         log.warning("%s; rebuilding it", exc)
         return None
+    wanted = (kw.get("m") or HNSW_M, kw.get("ef_construction") or HNSW_EF_CONSTRUCTION)
     if index.kind != kind or len(index) != n or index.index.d != dim:
         problem = f"holds {len(index)} x {index.index.d} ({index.kind}), the gallery {n} x {dim} ({kind})"
-    elif nlist is not None and index.index.nlist != max(1, min(nlist, n)):
-        problem = f"has {index.index.nlist} lists, not {nlist}"
+    elif kw.get("nlist") is not None and index.index.nlist != max(1, min(kw["nlist"], n)):
+        problem = f"has {index.index.nlist} lists, not {kw['nlist']}"
+    elif kind == "hnsw" and (built := _hnsw_build(index)) != wanted:
+        problem = f"was built with m {built[0]}, ef_construction {built[1]}, not {wanted[0]}, {wanted[1]}"
     else:
         problem = index.mismatch(embeddings)
         if problem is None:
             return index
     log.warning("%s: cached index %s; rebuilding it", path, problem)
     return None
+
+
+def _hnsw_build(index: FaissIndex) -> tuple[int, int]:
+    """(m, ef_construction) an HNSW index was built with."""
+    return index.index.hnsw.nb_neighbors(1), index.index.hnsw.efConstruction
 
 
 def search(
@@ -344,10 +455,12 @@ def search(
     cache_prefix: str | os.PathLike | None = None,
     key: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One entry point used by the CLI: "exact" -> exact_search; "flat"/"ivf" -> faiss, cached beside the gallery
-    when cache_prefix and key are given (both or neither; ignored for "exact")."""
-    if index not in INDEXES:
-        raise ValueError(f"unknown index {index!r}; choose from {', '.join(INDEXES)}")
+    """One entry point used by the CLI: "exact" -> exact_search; "flat"/"ivf"/"hnsw" -> faiss, cached beside the
+    gallery when cache_prefix and key are given (both or neither; ignored for "exact"); "auto" -> auto_index."""
+    if index not in CHOICES:
+        raise ValueError(f"unknown index {index!r}; choose from {', '.join(CHOICES)}")
+    if index == "auto":
+        index = auto_index(len(embeddings))
     if index == "exact":
         return exact_search(embeddings, queries, k)
     if (cache_prefix is None) != (key is None):
