@@ -223,7 +223,7 @@ def test_new_galleries_carry_checksums_old_ones_still_load(cli, shared_data, scr
     assert answers[0].exit_code == 0 and answers[0].stdout == answers[1].stdout
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 def test_poisoned_faiss_cache_is_rebuilt(cli, shared_data, scrfd, random_recognizer, knn_gallery, tmp_path, kind):
     """A cached faiss index beside the gallery holding other vectors (random ones, under the gallery's content id):
     inspect reports it (exit 1); recognize --index KIND checks it against the gallery's rows, rebuilds it and answers
