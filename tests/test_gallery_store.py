@@ -40,7 +40,7 @@ def test_round_trip_and_plain_h5py_layout(tmp_path):
         assert f["embeddings"].dtype == np.float32 and f["embeddings"].shape == (4, 8)
         assert f["embeddings"].compression == "gzip" and f["embeddings"].chunks is not None
         assert list(f["identities"].asstr()[()][f["identity_index"][()]]) == ["ann", "bob", "ann", "Zoë"]
-        assert f.attrs["schema_version"] == 1 and f.attrs["embedding_dim"] == 8
+        assert f.attrs["schema_version"] == 2 and f.attrs["embedding_dim"] == 8
         assert f.attrs["recognizer_fingerprint"] == b"a" * 64  # fixed-length UTF-8: HDF5 checksums it
         assert all(f[name].fletcher32 for name in f) and f["sources"].asstr()[0] == "photos/0.jpg"
         assert f.attrs["alignment_template"].shape == (5, 2)

@@ -31,7 +31,7 @@ COMMANDS: dict[str, str] = {
     "train-recognize": "facekit.cli.train_recognize:train_recognize_cmd",
     "build-db": "facekit.cli.gallery:build_db_cmd",
     "recognize": "facekit.cli.gallery:recognize_cmd",
-    "db": "facekit.cli.gallery:db_group",
+    "db": "facekit.cli.db_bulk:db_group",  # the group of facekit.cli.gallery, with merge, import, export
     "evaluate-gallery": "facekit.cli.gallery:evaluate_gallery_cmd",
     "calibrate": "facekit.cli.calibrate:calibrate_cmd",
     "split-people": "facekit.cli.calibrate:split_people_cmd",

@@ -13,7 +13,7 @@ from facekit.align import describe_alignment
 from facekit.data.images import read_each
 from facekit.detection.faces import Face
 from facekit.errors import DataFormatError
-from facekit.gallery.store import Gallery, ModelStamp
+from facekit.gallery.store import Enrolment, Gallery, ModelStamp
 from facekit.runtime.pipeline import FacePipeline, align_each
 
 # The gallery stores identities and sources as UTF-8; a name that is not (Python keeps its bytes as surrogates)
@@ -61,7 +61,7 @@ def build_gallery(
 ) -> tuple[Gallery, BuildReport]:
     """One face of each (photo, identity) but the photos `base` holds (build-db --append): the new faces as a gallery
     of their own, made like `base` (add_new puts them into the gallery as it is when it is written), and the report.
-    Embeddings are computed `batch_images` photos at a time."""
+    Embeddings are computed `batch_images` photos at a time; each batch costs O(its faces) (Enrolment)."""
     if base is None:
         recognizer, detector = ModelStamp.of(pipeline.recognizer), ModelStamp.of(pipeline.detector)
         gallery = Gallery.empty(pipeline.recognizer.embedding_size, recognizer, detector,
@@ -81,11 +81,13 @@ def build_gallery(
             report.unreadable.append(_NOT_UTF8.format(path))
         else:
             todo.append((path, name))
+    enrolment = Enrolment(gallery)
     for i, path, face, crop in one_face_each([path for path, _ in todo], pipeline, report, pick, "build-db", progress):
         pending.append((crop, face, todo[i][1], str(path)))
         if len(pending) >= batch_images:
-            gallery = _flush(gallery, pending, pipeline, report)
-    return _flush(gallery, pending, pipeline, report), report
+            _flush(enrolment, pending, pipeline, report)
+    _flush(enrolment, pending, pipeline, report)
+    return enrolment.gallery(), report
 
 
 def add_new(current: Gallery | None, new: Gallery, report: BuildReport, path: Path) -> Gallery:
@@ -152,14 +154,15 @@ def _utf8(*texts: str) -> bool:
     return True
 
 
-def _flush(gallery: Gallery, pending: list, pipeline: FacePipeline, report: BuildReport) -> Gallery:
+def _flush(enrolment: Enrolment, pending: list, pipeline: FacePipeline, report: BuildReport) -> None:
+    """Embed the `pending` (crop, face, identity, source) and add them to `enrolment`."""
     if not pending:
-        return gallery
+        return
     crops, faces, names, sources = zip(*pending, strict=True)
     embeddings = pipeline.embed_crops(np.stack(crops))
     report.added.update(names)
     pending.clear()
-    return gallery.add(
+    enrolment.add(
         embeddings,
         names,
         sources,

@@ -23,7 +23,8 @@ from facekit.errors import DataFormatError, FacekitError
 if TYPE_CHECKING:
     import h5py
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: resizable datasets read up to attribute `committed`; 1 still read
+READABLE_VERSIONS = (1, 2)
 MAX_DIM = 16384  # the largest embedding size a gallery may declare
 CROP_SIZES = range(16, 1025)  # aligned crop sides a gallery may declare
 NORM_TOLERANCE = 1e-3  # how far the L2 norm of an embedding or template may be from 1
@@ -76,18 +77,19 @@ def read_gallery(f: h5py.File, path: Path) -> tuple[dict[str, object], dict[str,
     of str. Raises DataFormatError naming `path` and the first problem found."""
     attrs = {name: _attribute(f, name, path) for name in ATTRIBUTES}
     dim = attrs["embedding_dim"]
-    datasets = _datasets(f, path, dim)
-    n, k = len(datasets["embeddings"]), len(datasets["identities"])
+    committed = _committed(f, path) if attrs["schema_version"] >= 2 else None
+    datasets, rows = _datasets(f, path, dim, committed)
+    n, k = rows["N"], rows["K"]
     size = path.stat().st_size
     values: dict[str, object] = {}
     try:
         for name, dataset in datasets.items():
-            kind = DATASETS[name][0]
+            kind, _, count = DATASETS[name]
             if kind == "text":
-                values[name] = _read_text(dataset, name, path, size)
+                values[name] = _read_text(dataset, rows[count], name, path, size)
             else:
                 unit = name in ("embeddings", "templates")
-                values[name] = _read_numbers(dataset, name, path, kind, unit=unit, limit=k)
+                values[name] = _read_numbers(dataset, rows[count], name, path, kind, unit=unit, limit=k)
     except MemoryError:
         raise FacekitError(f"{path}: not enough memory for {n} faces of {dim}-d embeddings") from None
     seen: dict[str, int] = {}
@@ -95,6 +97,31 @@ def read_gallery(f: h5py.File, path: Path) -> tuple[dict[str, object], dict[str,
         if seen.setdefault(name, i) != i:
             raise DataFormatError(f"{path}: identities rows {seen[name]} and {i} are both {name!r}")
     return attrs, values
+
+
+def committed_rows(f: h5py.File) -> tuple[str, int, int] | None:
+    """(content_id, N, K) that gallery file `f` (schema 2, open for writing) has committed; None for another file."""
+    try:
+        if f.attrs["schema_version"] != 2:
+            return None
+        n, k = (int(v) for v in f.attrs["committed"])
+        content_id = f.attrs["content_id"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return content_id.decode("utf-8") if isinstance(content_id, bytes) else str(content_id), n, k
+
+
+def _committed(f: h5py.File, path: Path) -> tuple[int, int]:
+    """Attribute `committed` of a schema 2 gallery: (N faces, K identities) written and committed, 1 <= K <= N."""
+    if "committed" not in f.attrs:
+        raise DataFormatError(f"{path}: gallery lacks attribute committed; rebuild it with build-db")
+    attr = f.attrs.get_id("committed")
+    if attr.shape != (2,) or attr.dtype.kind not in "iu":
+        raise DataFormatError(f"{path}: attribute committed is {_what(attr.dtype, attr.shape)}, expected integers [2]")
+    n, k = (int(v) for v in f.attrs["committed"])
+    if not 1 <= k <= n:
+        raise DataFormatError(f"{path}: attribute committed is [{n}, {k}], expected 1 <= identities <= faces")
+    return n, k
 
 
 def _attribute(f: h5py.File, name: str, path: Path) -> object:
@@ -123,11 +150,12 @@ def _checked(name: str, kind: str, value: object, path: Path) -> object:
     problem = None
     if name == "format" and value != "facekit-gallery":
         raise DataFormatError(f"{path}: an HDF5 file, but not a facekit gallery (format {value!r})")
-    if name == "schema_version" and value != SCHEMA_VERSION:
+    if name == "schema_version" and value not in READABLE_VERSIONS:
         from facekit import __version__
 
         raise DataFormatError(
-            f"{path}: gallery schema version {value}; this facekit reads {SCHEMA_VERSION} (facekit {__version__})"
+            f"{path}: gallery schema version {value}; this facekit reads "
+            f"{' and '.join(map(str, READABLE_VERSIONS))} (facekit {__version__})"
         )
     if name == "embedding_dim" and not 1 <= value <= MAX_DIM:
         problem = f"{value}, expected 1 to {MAX_DIM}"
@@ -172,17 +200,25 @@ def _what(dtype: np.dtype, shape: tuple[int, ...] | None) -> str:
     return f"{kind}s {list(shape)}"
 
 
-def _datasets(f: h5py.File, path: Path, dim: int) -> dict[str, h5py.Dataset]:
-    """The gallery's datasets, each a dataset of this file of the right type and shape whose values are all stored
-    in it, within what deflate can pack into the file's size."""
+def _datasets(
+    f: h5py.File, path: Path, dim: int, committed: tuple[int, int] | None
+) -> tuple[dict[str, h5py.Dataset], dict[str, int]]:
+    """The gallery's datasets, each a dataset of this file of the right type and shape whose committed values
+    (all of them in a schema 1 file) are stored in it, within what deflate can pack into the file's size; and the
+    committed rows {"N": faces, "K": identities}. Rows past them (an append that did not commit) are ignored."""
     missing = [name for name in DATASETS if name not in f]
     if missing:
         raise DataFormatError(f"{path}: gallery lacks dataset(s) {', '.join(missing)}")
     datasets = {name: _dataset(f, name, path) for name in DATASETS}
-    rows = {"N": datasets["embeddings"].shape[0], "K": datasets["identities"].shape[0]}
+    if committed is None:
+        rows = {"N": datasets["embeddings"].shape[0], "K": datasets["identities"].shape[0]}
+    else:
+        rows = dict(zip("NK", committed, strict=True))
     for name, dataset in sorted(datasets.items(), key=lambda item: item[0] != "embeddings"):  # it sets N
         _, tail, count = DATASETS[name]
         expected = [rows[count], *(dim if d == "D" else d for d in tail)]
+        if committed is not None and dataset.shape[0] > rows[count] and dataset.maxshape[0] is None:
+            expected[0] = dataset.shape[0]  # resizable: rows of an append that did not commit may follow
         if list(dataset.shape) != expected:
             shown = ", ".join(map(str, ["N" if name == "embeddings" else expected[0], *expected[1:]]))
             raise DataFormatError(f"{path}: dataset {name} has shape {list(dataset.shape)}, expected [{shown}]")
@@ -191,10 +227,10 @@ def _datasets(f: h5py.File, path: Path, dim: int) -> dict[str, h5py.Dataset]:
     if rows["K"] > rows["N"]:
         raise DataFormatError(f"{path}: {rows['K']} identities for {rows['N']} faces; each has a face at least")
     size = path.stat().st_size
-    stored = sum(_stored_bytes(dataset, name, path, size) for name, dataset in datasets.items())
+    stored = sum(_stored_bytes(d, rows[DATASETS[name][2]], name, path, size) for name, d in datasets.items())
     if stored > size:
         raise DataFormatError(f"{path}: damaged gallery file (its datasets claim {stored} bytes of a {size}-byte file)")
-    return datasets
+    return datasets, rows
 
 
 def _dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset:
@@ -233,17 +269,20 @@ def _dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset:
     return dataset
 
 
-def _stored_bytes(dataset: h5py.Dataset, name: str, path: Path, size: int) -> int:
-    """The bytes `dataset` occupies in the file, once all its values are stored there and those bytes can hold
-    them (deflate packs at most DEFLATE_RATIO values' bytes into one)."""
+def _stored_bytes(dataset: h5py.Dataset, rows: int, name: str, path: Path, size: int) -> int:
+    """The bytes `dataset` occupies in the file, once the values of its first `rows` rows are stored there and
+    those bytes can hold them (deflate packs at most DEFLATE_RATIO values' bytes into one)."""
     import h5py
 
     vlen = dataset.dtype.kind == "O" and h5py.check_string_dtype(dataset.dtype) is not None
-    declared = math.prod(dataset.shape) * (VLEN_BYTES if vlen else dataset.dtype.itemsize)
+    shape = (rows, *dataset.shape[1:])
+    declared = math.prod(shape) * (VLEN_BYTES if vlen else dataset.dtype.itemsize)
     stored = dataset.id.get_storage_size()
     if dataset.chunks is not None:
-        chunks = math.prod(math.ceil(n / c) for n, c in zip(dataset.shape, dataset.chunks, strict=True))
+        chunks = math.prod(math.ceil(n / c) for n, c in zip(shape, dataset.chunks, strict=True))
         have = dataset.id.get_num_chunks()
+        if rows < dataset.shape[0]:  # count only the chunks that hold committed rows
+            have = sum(dataset.id.get_chunk_info(i).chunk_offset[0] < rows for i in range(have))
         whole, part = have == chunks, f"stores {have} of its {chunks} chunks"
     else:
         offset = dataset.id.get_offset()  # None: not written, or kept in the object header (compact layout)
@@ -252,7 +291,7 @@ def _stored_bytes(dataset: h5py.Dataset, name: str, path: Path, size: int) -> in
     if whole and declared > DEFLATE_RATIO * stored + 4096:
         whole, part = False, f"packs them into {stored} bytes"
     if not whole:
-        shape = " x ".join(map(str, dataset.shape))
+        shape = " x ".join(map(str, shape))
         raise DataFormatError(
             f"{path}: dataset {name} declares {shape} values ({_bytes(declared)}) but {part}; damaged or not "
             "written by facekit: rebuild it with build-db"
@@ -266,18 +305,39 @@ def _bytes(n: int) -> str:
     return f"{n} bytes" if power == 0 else f"{n / 1000**power:.1f} {['KB', 'MB', 'GB', 'TB'][power - 1]}"
 
 
-def _blocks(dataset: h5py.Dataset, row: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, rows) of `dataset` about BLOCK_BYTES at a time (rows of about `row` bytes), in whole chunks."""
+def read_rows(
+    dataset: h5py.Dataset, rows: int, name: str, path: Path, size: int, *, kind: str, unit: bool = False
+) -> np.ndarray | list[str]:
+    """The first `rows` rows of `dataset` of file `path` (`size` bytes), read a bounded block at a time and checked
+    as the gallery's are: kind "float" (finite, of unit L2 norm when `unit`) as float32, "text" as str (UTF-8).
+    Raises DataFormatError naming the file, dataset and row."""
+    import h5py
+
+    is_text = h5py.check_string_dtype(dataset.dtype) is not None
+    if is_text != (kind == "text") or (kind == "float" and dataset.dtype.kind not in "fiu"):
+        raise DataFormatError(f"{path}: dataset {name} holds {_kind(dataset.dtype)}s, expected {PLURAL[kind]}")
+    _stored_bytes(dataset, rows, name, path, size)
+    if kind == "text":
+        return _read_text(dataset, rows, name, path, size)
+    return _read_numbers(dataset, rows, name, path, kind, unit=unit, limit=0)
+
+
+def _blocks(dataset: h5py.Dataset, rows: int, row: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows) of the first `rows` of `dataset` about BLOCK_BYTES at a time (rows of about `row` bytes),
+    in whole chunks."""
     step = dataset.chunks[0] if dataset.chunks else 1
     step *= max(1, BLOCK_BYTES // (row * step))
-    for start in range(0, len(dataset), step):
-        yield start, dataset[start : start + step]
+    for start in range(0, rows, step):
+        yield start, dataset[start : min(start + step, rows)]
 
 
-def _read_numbers(dataset: h5py.Dataset, name: str, path: Path, kind: str, *, unit: bool, limit: int) -> np.ndarray:
-    """Float32 rows (all finite; unit-norm when `unit`) or int32 rows (identity numbers below `limit`)."""
-    out = np.empty(dataset.shape, np.float32 if kind == "float" else np.int32)
-    for start, block in _blocks(dataset, math.prod(dataset.shape[1:]) * max(4, dataset.dtype.itemsize)):
+def _read_numbers(
+    dataset: h5py.Dataset, rows: int, name: str, path: Path, kind: str, *, unit: bool, limit: int
+) -> np.ndarray:
+    """The first `rows` rows as float32 (all finite; unit-norm when `unit`) or int32 (identity numbers below
+    `limit`)."""
+    out = np.empty((rows, *dataset.shape[1:]), np.float32 if kind == "float" else np.int32)
+    for start, block in _blocks(dataset, rows, math.prod(dataset.shape[1:]) * max(4, dataset.dtype.itemsize)):
         problem = None
         if kind == "int":
             wrong = np.flatnonzero((block < 0) | (block >= limit))
@@ -300,12 +360,13 @@ def _read_numbers(dataset: h5py.Dataset, name: str, path: Path, kind: str, *, un
     return out
 
 
-def _read_text(dataset: h5py.Dataset, name: str, path: Path, size: int) -> list[str]:
-    """The rows as str (UTF-8). Variable-length strings (galleries written before facekit wrote fixed-length
-    ones) live outside the dataset, and rows could share them: together they may not be longer than the file."""
+def _read_text(dataset: h5py.Dataset, rows: int, name: str, path: Path, size: int) -> list[str]:
+    """The first `rows` rows as str (UTF-8). Variable-length strings (galleries written before facekit wrote
+    fixed-length ones) live outside the dataset, and rows could share them: together they may not be longer than
+    the file."""
     out: list[str] = []
     total, shared = 0, dataset.dtype.kind == "O"
-    for start, block in _blocks(dataset, max(256, dataset.dtype.itemsize)):  # ~ a Python str per name or path
+    for start, block in _blocks(dataset, rows, max(256, dataset.dtype.itemsize)):  # ~ a Python str per name or path
         raw = [bytes(item) for item in block]
         total += sum(map(len, raw))
         if shared and total > size:
