@@ -281,7 +281,10 @@ def main() -> None:
         "--max-seconds", type=float, default=60, help="no further repeats once a cell's searches took this long"
     )
     parser.add_argument("--quick", action="store_true", help="galleries of 10k and 100k only")
-    parser.add_argument("--table", choices=["peers", "indexes", "both"], default="peers", help="(default peers)")
+    parser.add_argument(
+        "--table", choices=["peers", "indexes", "both", "enrol"], default="peers",
+        help="(default peers; enrol: bench/gallery_enrol.py's enrolment and in-place append at the largest --sizes)",
+    )  # fmt: skip
     parser.add_argument("--batch", type=int, default=1000, help="indexes: queries per batch (default 1000)")
     parser.add_argument("--singles", type=int, default=200, help="indexes: queries searched one at a time (200)")
     parser.add_argument("--ef-search", default="32,64", help="indexes: HNSW efSearch values beside the default")
@@ -291,6 +294,12 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))  # facekit from this checkout, in the spawned processes too
     sizes = [int(s) for s in args.sizes.split(",") if not args.quick or int(s) <= 100000]
+    if args.table == "enrol":
+        from gallery_enrol import enrolment_table
+
+        for measure, value in enrolment_table(max(sizes), dim=args.dim):
+            print(f"| {measure} | {value} |")
+        return
     if args.table != "peers":
         indexes_table(sizes, args)
     if args.table != "indexes":
