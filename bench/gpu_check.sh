@@ -25,10 +25,10 @@ if [ $DRY = 1 ]; then
   DEVICE=cpu
   SPEED=(--smoke)
   LOADER=(--smoke)
-  REC=(--batch-size 60 --epochs 3 --workers 0)  # 5 steps an epoch: stop at 10 of 15
-  STOP=10 TOTAL=15
+  REC=(--batch-size 100 --epochs 2 --workers 0)  # 3 steps an epoch: stop at 3 of 6
+  STOP=3 TOTAL=6
   DET=(--epochs 1 --batch-size 4 --image-size 160 --workers 0 --no-onnx)
-  FP16=(--batch-size 60 --epochs 1 --workers 0)
+  FP16=(--batch-size 100 --epochs 1 --workers 0)
 else
   DEVICE=cuda
   SPEED=(--batch 128 256 --steps 20 --backbones iresnet50 mobilefacenet)

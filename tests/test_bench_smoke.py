@@ -31,7 +31,9 @@ def bench(shared_data: Path, script: str, *args: object, timeout: float = 300) -
 def test_train_recognize(shared_data):
     out = bench(shared_data, "bench_train_recognize.py", "--smoke")
     assert "backbone        settings" in out
-    assert [line.split()[0] for line in out.splitlines()[2:]] == ["mobilefacenet"] * 2  # iresnet50 without --smoke
+    speed, heads = out.split("\n\n")
+    assert [line.split()[0] for line in speed.splitlines()[2:]] == ["mobilefacenet"] * 2  # the others without --smoke
+    assert [line.split()[0] for line in heads.splitlines()[2:]] == ["arcface", "adacos"]  # every head without it
 
 
 def test_detect(shared_data, facenet_wheel):
@@ -109,4 +111,4 @@ def test_gpu_check_dry_run(shared_data, tmp_path):
     assert [row.split()[:2] for row in table] == [
         [name, "ok"] for name in ("train_speed", "loader", "torchrun", "train_detect", "recognize", "fp16_scale")
     ]
-    assert "steps 10 then 15" in done.stdout
+    assert "steps 3 then 6" in done.stdout
