@@ -212,21 +212,23 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     "best_similarity", ...} per track once it has ended (or the video has).
     """
     from facekit.cli.outputs import Inputs
+    from facekit.cli.recognize_setup import matching, recognize_video_source
     from facekit.data.shard import require_some, select_photos
     from facekit.errors import FacekitError
-    from facekit.gallery.recognize import Matcher, NoReadablePhotos, default_threshold, recognize_images
+    from facekit.gallery.recognize import NoReadablePhotos, recognize_images
     from facekit.gallery.sources import query_list
-    from facekit.gallery.store import Gallery, gallery_file
+    from facekit.gallery.store import gallery_file
     from facekit.gallery.video import is_video
 
     if is_video(data_path):
         if shard is not None:
             raise click.UsageError("--shard splits photos between machines; a video or stream is one input")
-        return _recognize_video(str(data_path), db_path, detect_model_path, recognize_model_path, threshold=threshold,
-                                match=match, index=index, out=out, fmt=fmt, save_annotated=save_annotated, flip=flip,
-                                every=every, retries=retries, backend=backend, device=device, max_size=max_size,
-                                det_threshold=det_threshold, max_pixels=max_pixels, batch=batch,
-                                threads=threads)  # fmt: skip
+        return recognize_video_source(
+            str(data_path), db_path, detect_model_path, recognize_model_path, threshold=threshold, match=match,
+            index=index, out=out, fmt=fmt, save_annotated=save_annotated, flip=flip, every=every, retries=retries,
+            backend=backend, device=device, max_size=max_size, det_threshold=det_threshold, max_pixels=max_pixels,
+            batch=batch, threads=threads,
+        )  # fmt: skip
     for name in ("every", "retries"):
         if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
             raise click.UsageError(f"--{name} applies to a video or stream DATA_PATH")
@@ -242,15 +244,9 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     reads.check(files=[out], folders=[save_annotated])
     total, paths = len(paths), select_photos(shard, data_path, paths)
     require_some(shard, len(paths), total, str(data_path))
-    gallery = Gallery.load(db_file)
-    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False,
-                            max_pixels, threads)  # fmt: skip
-    gallery.check_recognizer(pipeline.recognizer, db_file)
-    pipeline.flip = gallery.flip if flip is None else flip
-    if threshold is None:
-        threshold, source = default_threshold(pipeline.recognizer)
-        click.echo(f"threshold {threshold:.4f} ({source})", err=True)
-    matcher = Matcher(gallery, match=match, index=index, cache_prefix=db_file)
+    pipeline, matcher, threshold = matching(db_file, detect_model_path, recognize_model_path, backend, device,
+                                            max_size, det_threshold, max_pixels, threads, flip, threshold, match,
+                                            index)  # fmt: skip
     try:
         report = recognize_images(
             paths, pipeline, matcher, threshold=threshold, top_k=top_k, out=out, fmt=fmt,
@@ -268,49 +264,6 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
         f"unknown, {report.no_face} photos without a face"
         + (f" [{found}]" if found else "")
         + (f" -> {out}" if out else ""),
-        err=True,
-    )
-
-
-def _recognize_video(source: str, db_path: Path, detect_model_path: Path, recognize_model_path: Path, *,
-                     threshold: float | None, match: str, index: str, out: Path | None, fmt: str,
-                     save_annotated: Path | None, flip: bool | None, every: int, retries: int, backend: str,
-                     device: str, max_size: int, det_threshold: float, max_pixels: int, batch: int,
-                     threads: int | None) -> None:  # fmt: skip
-    """recognize's video branch: frames -> tracks (gallery.video), JSON Lines to --out or stdout; faces embedded
-    --batch frames at a time."""
-    from facekit.cli.outputs import Inputs
-    from facekit.gallery.recognize import Matcher, default_threshold
-    from facekit.gallery.store import Gallery, gallery_file
-    from facekit.gallery.video import WRITE_CODECS, is_stream, recognize_video
-
-    if fmt != "jsonl":
-        raise click.UsageError("a video gives JSON Lines (frame and track records); --format csv is for photos")
-    if save_annotated is not None and save_annotated.suffix.lower() not in WRITE_CODECS:
-        raise click.BadParameter(f"{save_annotated}: an annotated video ends in {', '.join(WRITE_CODECS)}",
-                                 param_hint="'--save-annotated'")  # fmt: skip
-    db_file = gallery_file(db_path)
-    reads = Inputs().file(db_file, "the gallery").model(detect_model_path, "detector")
-    reads.model(recognize_model_path, "recognizer").file(None if is_stream(source) else Path(source), "the video")
-    reads.check(files=[out, save_annotated])
-    gallery = Gallery.load(db_file)
-    pipeline = cli_pipeline(detect_model_path, recognize_model_path, backend, device, max_size, det_threshold, False,
-                            max_pixels, threads)  # fmt: skip
-    gallery.check_recognizer(pipeline.recognizer, db_file)
-    pipeline.flip = gallery.flip if flip is None else flip
-    if threshold is None:
-        threshold, why = default_threshold(pipeline.recognizer)
-        click.echo(f"threshold {threshold:.4f} ({why})", err=True)
-    matcher = Matcher(gallery, match=match, index=index, cache_prefix=db_file)
-    report = recognize_video(source, pipeline, matcher, threshold=threshold, every=every, retries=retries, out=out,
-                             annotated=save_annotated, batch_frames=batch)  # fmt: skip
-    listing("warning: frames skipped", report.skipped)
-    for line in report.warnings:
-        click.echo(f"warning: {line}", err=True)
-    named = sum(t["identity"] is not None for t in report.tracks)
-    click.echo(
-        f"{report.frames} frames, {report.faces} faces, {len(report.tracks)} tracks: {named} named, "
-        f"{len(report.tracks) - named} unknown" + (f" -> {out}" if out else ""),
         err=True,
     )
 
