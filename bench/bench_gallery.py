@@ -1,12 +1,13 @@
 """Gallery search benchmarks, two tables.
 
-"indexes" (`--table indexes`): facekit's approximate indexes (faiss IVF and HNSW, their defaults, HNSW also at the
-efSearch values of --ef-search) against its exact search, on clustered synthetic galleries (N / 10 identities x 10
-noisy views of a random unit centre, noise 0.8 / sqrt(D) per coordinate, as tests/test_gallery_search.py makes them);
-queries are fresh noisy views of random identities. Exact search gives the truth: recall@1 = the share of queries
-whose top-1 row is exact search's top-1 (or scores as high, 1e-6), recall@5 = the mean share of exact search's top 5
-rows found in the index's top 5. Per index: build time, the memory it holds (rows, links, lists), the mean time of
-one query (queries searched one at a time) and the best time of a batch. The exact row also shows the ceiling: numpy
+"indexes" (`--table indexes`): facekit's approximate indexes (faiss IVF and HNSW at their defaults, HNSW also at the
+efSearch values of --ef-search, LSH at the --lsh settings) against its exact search, on clustered synthetic galleries
+(N / 10 identities x 10 noisy views of a random unit centre, noise --noise / sqrt(D) per coordinate, 0.8 as
+tests/test_gallery_search.py makes them); queries are fresh noisy views of random identities. Exact search gives the
+truth: recall@1 = the share of queries whose top-1 row is exact search's top-1 (or scores as high, 1e-6), recall@5 =
+the mean share of exact search's top 5 rows found in the index's top 5. Per index: build time, the memory it holds
+(rows, links, lists; LSH: its codes, as it re-ranks with the gallery's own rows), the mean time of one query (queries
+searched one at a time) and the best time of a batch. The exact row also shows the ceiling: numpy
 matmul of the same shapes (65,536 gallery rows at a time into one reused output, no top-k, the faster of the two
 output layouts) as GFLOP/s, and exact search's share of it. One spawned process per gallery size.
 
@@ -22,7 +23,8 @@ right after the gallery was generated: index, score buffers and all. Building th
     python bench/bench_gallery.py                            # peers: 10k, 100k and 1M x 512
     python bench/bench_gallery.py --quick                    # peers: 10k and 100k only
     python bench/bench_gallery.py --table indexes --quick    # indexes: 10k and 100k
-    python bench/bench_gallery.py --table indexes --sizes 1000000 --threads 1 --cache /tmp/bench-cache
+    python bench/bench_gallery.py --table indexes --sizes 1000000 --threads 2 --cache /tmp/bench-cache
+    python bench/bench_gallery.py --table indexes --sizes 1000000 --approximate lsh --lsh 128:256,256:1024 --noise 1.2
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from paths import ROOT
 
 METHODS = ("facekit", "torch", "faiss", "sklearn")
 MODULES = {
-    "facekit": ("facekit.gallery.search",),
+    "facekit": ("facekit.gallery.exact",),
     "torch": ("torch", "search_peer"),
     "faiss": ("faiss",),
     "sklearn": ("sklearn.neighbors",),
@@ -61,14 +63,15 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return out
 
 
-def clustered(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A gallery [n, dim] of n / PER_ID identities x PER_ID noisy views, and [queries, dim] fresh views of random
-    identities; float32, unit rows, generated in blocks (no float64 copy of the gallery)."""
+def clustered(n: int, dim: int, queries: int, seed: int = 0, noise: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """A gallery [n, dim] of n / PER_ID identities x PER_ID noisy views (a unit centre plus Gaussian noise of norm
+    about `noise`: two views of one identity have a cosine of about 1 / (1 + noise^2)), and [queries, dim] fresh
+    views of random identities; float32, unit rows, generated in blocks (no float64 copy of the gallery)."""
     rng = np.random.default_rng(seed)
     ids = max(1, n // PER_ID)
     centres = rng.standard_normal((ids, dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    noise = np.float32(0.8 / np.sqrt(dim))
+    noise = np.float32(noise / np.sqrt(dim))
 
     def views(owners: np.ndarray) -> np.ndarray:
         block = centres[owners] + noise * rng.standard_normal((len(owners), dim), dtype=np.float32)
@@ -81,8 +84,11 @@ def clustered(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray
 
 
 def index_mib(index: object) -> float:
-    """The memory a facekit FaissIndex holds, MiB, from its structures: rows, IVF centroids and ids, HNSW links."""
+    """The memory a facekit index holds, MiB, from its structures: rows, IVF centroids and ids, HNSW links, LSH codes
+    and rotation (LSH re-ranks with the gallery's own rows: not counted)."""
     inner, rows = index.index, index.index.ntotal * index.index.d * 4
+    if index.kind == "lsh":
+        return (inner.ntotal * inner.code_size + inner.d * inner.nbits * 4) / 2**20
     if index.kind == "ivf":
         return (rows + inner.ntotal * 8 + inner.nlist * inner.d * 4) / 2**20
     hnsw = inner.hnsw
@@ -141,11 +147,12 @@ def measure_indexes(n: int, dim: int, batch: int, ef_searches: list[int], opts: 
     as soon as it is measured."""
     import faiss
 
-    from facekit.gallery.search import HNSW_EF_SEARCH, FaissIndex, cached_index, exact_search
+    from facekit.gallery.exact import exact_search
+    from facekit.gallery.indexes import HNSW_EF_SEARCH, FaissIndex, LshIndex, cached_index
 
     if opts["threads"]:
         faiss.omp_set_num_threads(opts["threads"])
-    gallery, queries = clustered(n, dim, batch)
+    gallery, queries = clustered(n, dim, batch, noise=opts["noise"])
     singles = queries[: opts["singles"]]
     truth = exact_search(gallery, queries, 5)
     exact_batch = best_seconds(lambda: exact_search(gallery, queries, 5), opts["repeats"])
@@ -160,25 +167,38 @@ def measure_indexes(n: int, dim: int, batch: int, ef_searches: list[int], opts: 
     one = per_query_ms(lambda q: exact_search(gallery, q, 5), singles, opts["max_seconds"])
     print_row(n, dim, "exact", 0.0, 0.0, (1.0, 1.0), one, exact_batch * 1000, ceiling)
     for kind in opts["approximate"]:
+        if kind == "lsh":
+            for nbits, rerank in opts["lsh"]:
+                start = time.perf_counter()
+                index = LshIndex(gallery, nbits=nbits, rerank=rerank)
+                build = time.perf_counter() - start
+                measure_index(index, f"lsh ({nbits} bits, rerank {rerank})", build, truth, queries, singles, opts)
+            continue
         start = time.perf_counter()
         if opts["cache"]:
             index = cached_index(gallery, kind, os.path.join(opts["cache"], "bench"), f"n{n}-d{dim}")
         else:
             index = FaissIndex.build(gallery, kind)
-        build, mib = time.perf_counter() - start, index_mib(index)
+        build = time.perf_counter() - start
         if kind == "ivf":
-            settings = {f"nprobe {index.index.nprobe} of {index.index.nlist}": None}
-        else:
-            hnsw = index.index.hnsw
-            settings = {f"M {hnsw.nb_neighbors(1)}, efC {hnsw.efConstruction}, efS {ef}": ef
-                        for ef in sorted({HNSW_EF_SEARCH, *ef_searches})}  # fmt: skip
-        for setting, ef in settings.items():
-            if ef is not None:
-                index.index.hnsw.efSearch = ef
-            found = recalls(truth, index.search(queries, 5))
-            one = per_query_ms(lambda q, index=index: index.search(q, 5), singles, opts["max_seconds"])
-            many = best_seconds(lambda index=index: index.search(queries, 5), opts["repeats"]) * 1000
-            print_row(n, dim, f"{kind} ({setting})", build, mib, found, one, many, "")
+            measure_index(index, f"ivf (nprobe {index.index.nprobe} of {index.index.nlist})", build, truth, queries,
+                          singles, opts)  # fmt: skip
+            continue
+        hnsw = index.index.hnsw
+        for ef in sorted({HNSW_EF_SEARCH, *ef_searches}):
+            hnsw.efSearch = ef
+            name = f"hnsw (M {hnsw.nb_neighbors(1)}, efC {hnsw.efConstruction}, efS {ef})"
+            measure_index(index, name, build, truth, queries, singles, opts)
+
+
+def measure_index(index: object, name: str, build: float, truth: tuple, queries: np.ndarray, singles: np.ndarray,
+                  opts: dict) -> None:  # fmt: skip
+    """Print the table row of one index at one setting: recall against exact search, one query, a batch."""
+    n, dim = (len(index), index.index.d)
+    found = recalls(truth, index.search(queries, 5))
+    one = per_query_ms(lambda q: index.search(q, 5), singles, opts["max_seconds"])
+    many = best_seconds(lambda: index.search(queries, 5), opts["repeats"]) * 1000
+    print_row(n, dim, name, build, index_mib(index), found, one, many, "")
 
 
 def print_row(n: int, dim: int, name: str, build: float, mib: float, found: tuple, one: float, many: float,
@@ -190,7 +210,8 @@ def print_row(n: int, dim: int, name: str, build: float, mib: float, found: tupl
 def indexes_table(sizes: list[int], args: argparse.Namespace) -> None:
     ef_searches = [int(e) for e in args.ef_search.split(",") if e]
     opts = {"threads": args.threads, "singles": args.singles, "repeats": args.repeats,
-            "max_seconds": args.max_seconds, "cache": args.cache,
+            "max_seconds": args.max_seconds, "cache": args.cache, "noise": args.noise,
+            "lsh": [tuple(int(v) for v in pair.split(":")) for pair in args.lsh.split(",") if pair],
             "approximate": [kind for kind in args.approximate.split(",") if kind]}  # fmt: skip
     print(f"| gallery | index | build s | index MiB | recall@1 | recall@5 | 1 query ms | {args.batch:,} queries ms "
           "| exact vs numpy GEMM |")  # fmt: skip
@@ -204,7 +225,8 @@ def indexes_table(sizes: list[int], args: argparse.Namespace) -> None:
 
     threads = args.threads or faiss.omp_get_max_threads()
     print(f"\n{args.batch:,} queries, k = 5; 1 query: mean over up to {args.singles} queries searched one at a time;")
-    print(f"batch: best of {args.repeats}; index MiB: the rows, links and lists the index holds; build s: ", end="")
+    print(f"batch: best of {args.repeats}; index MiB: what the index holds (rows, links, lists; LSH: codes); ", end="")
+    print("build s: ", end="")
     print(f"{'loaded from --cache or ' if args.cache else ''}built;")
     print(
         f"{threads} faiss threads; faiss {faiss.__version__}, numpy {np.__version__}; {os.cpu_count()} CPUs, ", end=""
@@ -216,7 +238,7 @@ def indexes_table(sizes: list[int], args: argparse.Namespace) -> None:
 def prepare(method: str, gallery: np.ndarray, k: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A function queries [Q, D] -> (similarities, indices) [Q, k] for `method` over `gallery`."""
     if method == "facekit":
-        from facekit.gallery.search import exact_search
+        from facekit.gallery.exact import exact_search
 
         return lambda queries: exact_search(gallery, queries, k)
     if method == "torch":
@@ -289,7 +311,13 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=200, help="indexes: queries searched one at a time (200)")
     parser.add_argument("--ef-search", default="32,64", help="indexes: HNSW efSearch values beside the default")
     parser.add_argument("--threads", type=int, default=0, help="indexes: faiss and BLAS threads (default: theirs)")
-    parser.add_argument("--approximate", default="ivf,hnsw", help="indexes: the approximate ones (default ivf,hnsw)")
+    parser.add_argument(
+        "--approximate", default="ivf,hnsw,lsh", help="indexes: the approximate ones (default ivf,hnsw,lsh)"
+    )
+    parser.add_argument("--lsh", default="128:64,128:256", help="indexes: LSH NBITS:RERANK settings (default "
+                        "128:64,128:256)")  # fmt: skip
+    parser.add_argument("--noise", type=float, default=0.8, help="indexes: view noise (default 0.8: two views of "
+                        "one identity at cosine ~0.61; 1.2: ~0.41)")  # fmt: skip
     parser.add_argument("--cache", help="indexes: a folder where built indexes are cached (facekit's cache)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))  # facekit from this checkout, in the spawned processes too

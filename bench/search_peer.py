@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from facekit.gallery.search import GROUP, SCORE_BUDGET
+from facekit.gallery.exact import GROUP, SCORE_BUDGET
 
 
 def torch_exact_search(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
 """Gallery search: exact blocked search against brute force, faiss flat, IVF and HNSW indexes, `auto`, the index
-cache."""
+cache (LSH: tests/test_gallery_lsh.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from facekit.errors import DataFormatError, MissingDataError
+from facekit.gallery import indexes as index_module
 from facekit.gallery import search as search_module
-from facekit.gallery.search import FaissIndex, auto_index, cached_index, exact_search, search
+from facekit.gallery.exact import exact_search
+from facekit.gallery.indexes import FaissIndex, LshIndex, cached_index
+from facekit.gallery.search import auto_index, open_index, search
 
 KNN = "faces/face_recognition_examples/examples/knn_examples"
 
@@ -247,7 +250,7 @@ def test_cached_index_rebuilds_a_bad_cache(tmp_path, builds: list[str], caplog: 
     gallery, queries = clustered(ids=50, per_id=10, queries=10)
     path = tmp_path / "people.h5.ivf.k1.faiss"
     path.write_bytes(b"\x00garbage")
-    with caplog.at_level(logging.WARNING, logger=search_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=index_module.__name__):
         index = cached_index(gallery, "ivf", tmp_path / "people.h5", "k1", nprobe=4)
     assert builds == ["ivf"] and "not a readable faiss index" in caplog.text and "rebuilding" in caplog.text
     assert index.search(queries, 1)[1].shape == (10, 1)
@@ -256,7 +259,7 @@ def test_cached_index_rebuilds_a_bad_cache(tmp_path, builds: list[str], caplog: 
     assert builds == ["ivf"]
     FaissIndex.build(gallery[:100], "ivf").save(path)  # readable, but for other embeddings
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger=search_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=index_module.__name__):
         cached_index(gallery, "ivf", tmp_path / "people.h5", "k1")
     assert builds == ["ivf", "ivf", "ivf"] and "holds 100 x 64 (ivf), the gallery 500 x 64 (ivf)" in caplog.text
 
@@ -275,7 +278,7 @@ def test_search_entry_point(tmp_path):
     np.testing.assert_array_equal(cached[1], expected)
     assert (tmp_path / "people.h5.flat.abc.faiss").is_file()
     assert search(gallery, queries, 1, "ivf")[1].shape == (10, 1)
-    with pytest.raises(ValueError, match="unknown index 'annoy'; choose from exact, flat, ivf, hnsw, auto"):
+    with pytest.raises(ValueError, match="unknown index 'annoy'; choose from exact, flat, ivf, hnsw, lsh, auto"):
         search(gallery, queries, 3, "annoy")
     with pytest.raises(ValueError, match="go together"):
         search(gallery, queries, 3, "flat", key="abc")
@@ -349,18 +352,18 @@ def test_hnsw_rejects_bad_parameters(tmp_path, params: dict, message: str):
     assert not list(tmp_path.iterdir())
 
 
-def test_auto_picks_exact_below_the_boundary_and_hnsw_from_it(monkeypatch: pytest.MonkeyPatch, builds: list[str]):
-    assert search_module.AUTO_HNSW_FROM == 100_000
-    assert [auto_index(n) for n in (0, 99_999, 100_000, 10**7)] == ["exact", "exact", "hnsw", "hnsw"]
-    monkeypatch.setattr(search_module, "AUTO_HNSW_FROM", 500)  # the rule, at a size a test can build
+def test_auto_picks_exact_below_the_boundary_and_lsh_from_it(monkeypatch: pytest.MonkeyPatch, builds: list[str]):
+    assert search_module.AUTO_APPROXIMATE_FROM == 100_000
+    assert [auto_index(n) for n in (0, 99_999, 100_000, 10**7)] == ["exact", "exact", "lsh", "lsh"]
+    monkeypatch.setattr(search_module, "AUTO_APPROXIMATE_FROM", 500)  # the rule, at a size a test can build
     gallery, queries = clustered(ids=50, per_id=10, queries=10)
     _, expected = exact_search(gallery, queries, 3)
-    np.testing.assert_array_equal(
-        search(gallery[:499], queries, 3, "auto")[1], exact_search(gallery[:499], queries, 3)[1]
-    )
-    assert builds == []  # 499 rows: exact, no index
-    assert (search(gallery, queries, 3, "auto")[1][:, 0] == expected[:, 0]).mean() >= 0.9
-    assert builds == ["hnsw"]
+    small = open_index(gallery[:499], "auto")
+    assert isinstance(small, search_module.ExactSearcher)
+    np.testing.assert_array_equal(small.search(queries, 3)[1], exact_search(gallery[:499], queries, 3)[1])
+    large = open_index(gallery, "auto")
+    assert isinstance(large, LshIndex) and builds == []  # LSH is built in memory, no faiss cache
+    assert (large.search(queries, 3)[1][:, 0] == expected[:, 0]).mean() >= 0.9
 
 
 def test_cli_offers_every_index():
@@ -386,7 +389,7 @@ def test_cached_hnsw_refuses_a_stale_or_poisoned_file(tmp_path, builds: list[str
         index.save(path)
         caplog.clear()
         built = len(builds)
-        with caplog.at_level(logging.WARNING, logger=search_module.__name__):
+        with caplog.at_level(logging.WARNING, logger=index_module.__name__):
             cached_index(gallery, "hnsw", prefix, "k1", **kw)
         assert len(builds) == built + 1
         assert f"cached index {reason}" in caplog.text and "; rebuilding it" in caplog.text
@@ -444,21 +447,24 @@ def test_recognize_with_hnsw_and_auto_on_real_photos(cli, shared_data, random_re
     assert len(list(tmp_path.glob("people.h5.hnsw.*.faiss"))) == 1
     assert json.loads(cli("recognize", photo, db, scrfd, random_recognizer).stdout) == json.loads(hnsw.stdout)
     bad = cli("recognize", photo, db, scrfd, random_recognizer, "--index", "annoy")
-    assert bad.exit_code == 2 and "'annoy' is not one of 'auto', 'exact', 'flat', 'ivf', 'hnsw'" in bad.output
+    assert bad.exit_code == 2 and "'annoy' is not one of 'auto', 'exact', 'flat', 'ivf', 'hnsw', 'lsh'" in bad.output
 
 
 def test_bench_indexes_table():
-    """bench/bench_gallery.py --table indexes on a tiny gallery: exact with its GEMM ceiling, then HNSW's rows
-    (tests/test_bench_smoke.py runs its peers table)."""
+    """bench/bench_gallery.py --table indexes on a tiny gallery: exact with its GEMM ceiling, then HNSW's and LSH's
+    rows (tests/test_bench_smoke.py runs its peers table)."""
     import subprocess
     import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "bench/bench_gallery.py"
     args = ["--table", "indexes", "--sizes", "2000", "--singles", "3", "--repeats", "1", "--threads", "1",
-            "--approximate", "hnsw", "--ef-search", "16"]  # fmt: skip
+            "--approximate", "hnsw,lsh", "--ef-search", "16", "--lsh", "128:64"]  # fmt: skip
     out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True).stdout
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 2,000 x 512 |")]
-    assert [row[1] for row in rows] == ["exact", "hnsw (M 32, efC 80, efS 16)", "hnsw (M 32, efC 80, efS 256)"]
+    assert [row[1] for row in rows] == [
+        "exact", "hnsw (M 32, efC 80, efS 16)", "hnsw (M 32, efC 80, efS 256)", "lsh (128 bits, rerank 64)"
+    ]  # fmt: skip
     assert rows[0][4:6] == ["1.000", "1.000"] and "GFLOP/s, exact" in rows[0][8]
-    assert all(0.9 <= float(row[4]) <= 1 and float(row[3]) > 3.9 for row in rows[1:])  # 2000 x 512 x 4 B = 3.9 MiB
+    assert all(0.9 <= float(row[4]) <= 1 and float(row[3]) > 3.9 for row in rows[1:3])  # 2000 x 512 x 4 B = 3.9 MiB
+    assert 0.9 <= float(rows[3][4]) <= 1 and rows[3][3] == "0"  # 16 B codes + a 512 x 128 rotation: 0.28 MiB

@@ -165,11 +165,12 @@ class PathOrUrl(click.Path):
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Candidates listed per face.")
 @click.option(
     "--index",
-    type=click.Choice(["auto", "exact", "flat", "ivf", "hnsw"]),
+    type=click.Choice(["auto", "exact", "flat", "ivf", "hnsw", "lsh"]),
     default="auto",
     show_default=True,
     help="exact: blocked matrix products; flat / ivf / hnsw: a faiss index cached beside the gallery (ivf, hnsw: "
-    "approximate, for millions of faces); auto: exact below 100,000 faces, else hnsw.",
+    "approximate); lsh: 128-bit sim-hash codes built in memory, the nearest 256 codes re-ranked exactly "
+    "(approximate, for millions of faces); auto: exact below 100,000 faces, else lsh.",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)

@@ -9,8 +9,8 @@ import numpy as np
 
 from facekit.data.inspect import Report
 from facekit.errors import FacekitError
+from facekit.gallery.indexes import CACHED, FaissIndex, cache_path
 from facekit.gallery.schema import NORM_TOLERANCE
-from facekit.gallery.search import INDEXES, FaissIndex, cache_path
 from facekit.gallery.store import Gallery, stale_temporaries
 
 
@@ -41,7 +41,7 @@ def inspect_gallery(path: Path) -> Report:
         )
     caches = {}
     for prefix, vectors in ((path, gallery.embeddings), (path.with_name(path.name + ".templates"), templates)):
-        for kind in INDEXES[1:]:
+        for kind in CACHED:
             cache = cache_path(prefix, kind, gallery.content_id)
             if cache.is_file():
                 caches[cache.name] = problem = _cache_problem(cache, kind, vectors)

@@ -6,8 +6,9 @@ import csv
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from facekit.data.images import NoReadablePhotos, photo_errors, photo_failure, r
 from facekit.fileio import output_stream
 from facekit.gallery.store import Gallery
 from facekit.runtime.pipeline import FacePipeline
+
+if TYPE_CHECKING:
+    from facekit.gallery.search import Searcher
 
 MATCHES = ("image", "template")
 FORMATS = ("jsonl", "csv")
@@ -55,14 +59,19 @@ class Matcher:
         self.index, self.cache_prefix = index, prefix
         self.key = None if prefix is None else gallery.content_id
 
+    @cached_property
+    def searcher(self) -> Searcher:
+        """The index over the vectors, built or loaded on the first match and kept for the run."""
+        from facekit.gallery.search import open_index
+
+        return open_index(self.vectors, self.index, cache_prefix=self.cache_prefix, key=self.key)
+
     def match(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         """embeddings [M, D] -> for each, up to top_k (identity, cosine similarity) pairs, best first."""
-        from facekit.gallery.search import search
-
         if not len(embeddings):
             return []
         k = min(len(self.vectors), top_k * self.per_identity)  # enough entries to hold top_k distinct identities
-        scores, indices = search(self.vectors, embeddings, k, self.index, cache_prefix=self.cache_prefix, key=self.key)
+        scores, indices = self.searcher.search(embeddings, k)
         results = []
         for row_scores, row_indices in zip(scores, indices, strict=True):
             best: dict[int, float] = {}

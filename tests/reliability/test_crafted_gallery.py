@@ -228,7 +228,7 @@ def test_poisoned_faiss_cache_is_rebuilt(cli, shared_data, scrfd, random_recogni
     """A cached faiss index beside the gallery holding other vectors (random ones, under the gallery's content id):
     inspect reports it (exit 1); recognize --index KIND checks it against the gallery's rows, rebuilds it and answers
     as exact search does; then inspect is content."""
-    from facekit.gallery.search import FaissIndex, cache_path
+    from facekit.gallery.indexes import FaissIndex, cache_path
     from facekit.gallery.store import Gallery
 
     db = copy(knn_gallery, tmp_path / "g.h5")

@@ -1,0 +1,115 @@
+"""LSH gallery search (facekit.gallery.indexes.LshIndex): exact scores, exact answers when every row is a
+candidate, recall on clustered identities, parameters, and `recognize --index lsh` on real photos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_gallery_search import KNN, clustered
+
+from facekit.gallery.exact import exact_search
+from facekit.gallery.indexes import LSH_NBITS, LSH_RERANK, LshIndex
+from facekit.gallery.recognize import Matcher
+
+
+def test_all_rows_as_candidates_is_exact_search():
+    """rerank >= N: every row is re-ranked, so the answer is exact search's (scores to float32 rounding: another
+    order of summation), ties to the lower index included."""
+    gallery, queries = clustered(ids=40, per_id=5, queries=30)
+    gallery[7] = gallery[3]  # a tie
+    queries[0] = gallery[3]
+    scores, rows = LshIndex(gallery, rerank=len(gallery)).search(queries, 5)
+    expected_scores, expected_rows = exact_search(gallery, queries, 5)
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
+    assert rows[0, :2].tolist() == [3, 7]
+
+
+def test_recall_on_clustered_identities_with_few_candidates():
+    """5,000 rows of 500 identities, 16 candidates of 5,000: the top-1 row is exact search's for nearly every query
+    (a query's own identity stands out, as in a face gallery), and every score is the exact inner product."""
+    gallery, queries = clustered(ids=500, per_id=10, queries=200)
+    index = LshIndex(gallery, rerank=16)
+    scores, rows = index.search(queries, 5)
+    truth = exact_search(gallery, queries, 5)
+    assert (rows[:, 0] == truth[1][:, 0]).mean() >= 0.97
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", gallery[rows], queries), atol=1e-6)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    # at 8 bits the codes cannot tell identities apart: the same 16 candidates find far fewer
+    coarse = LshIndex(gallery, nbits=8, rerank=16).search(queries, 1)[1][:, 0]
+    assert (coarse == truth[1][:, 0]).mean() < 0.5
+
+
+def test_defaults_memory_and_edge_cases():
+    gallery, queries = clustered(ids=50, per_id=10, queries=10)
+    index = LshIndex(gallery)
+    assert (index.index.nbits, index.rerank) == (LSH_NBITS, LSH_RERANK) == (128, 256)
+    assert index.embeddings is gallery  # re-ranked from the gallery's own rows, not a copy
+    assert index.index.code_size == 16 and len(index) == 500
+    assert index.search(queries[:0], 3)[1].shape == (0, 3)
+    assert index.search(queries, 0)[1].shape == (10, 0)
+    assert index.search(queries, 900)[1].shape == (10, 500)  # k beyond N: every row
+    empty = LshIndex(gallery[:0])
+    assert empty.search(queries, 3)[1].shape == (10, 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"nbits": 4}, "^nbits must be 8 to 2048, got 4$"),
+        ({"rerank": 0}, "^rerank must be 1 to 65536, got 0$"),
+    ],
+)
+def test_rejects_bad_parameters(params: dict, message: str):
+    gallery, _ = clustered(ids=5, per_id=2, queries=1)
+    with pytest.raises(ValueError, match=message):
+        LshIndex(gallery, **params)
+
+
+def test_rejects_bad_queries():
+    gallery, queries = clustered(ids=5, per_id=2, queries=2)
+    index = LshIndex(gallery)
+    with pytest.raises(ValueError, match=r"queries must be \[Q, 64\] like the gallery"):
+        index.search(queries[:, :8], 1)
+    queries[0, 0] = np.nan
+    with pytest.raises(ValueError, match="queries hold NaN"):
+        index.search(queries, 1)
+
+
+def test_matcher_opens_its_index_once(monkeypatch: pytest.MonkeyPatch):
+    """recognize matches a batch of photos at a time: the index is built (or loaded and checked) on the first batch
+    and kept, not rebuilt for each."""
+    from types import SimpleNamespace
+
+    import facekit.gallery.search as search_module
+
+    opened = []
+    real = search_module.open_index
+    monkeypatch.setattr(search_module, "open_index", lambda *a, **kw: opened.append(a[1]) or real(*a, **kw))
+    gallery, queries = clustered(ids=50, per_id=10, queries=6)
+    people = SimpleNamespace(
+        identities=[f"p{i}" for i in range(50)], embeddings=gallery, identity_index=np.arange(500) // 10,
+        content_id="k", templates=lambda: None,
+    )  # fmt: skip
+    matcher = Matcher(people, index="lsh")
+    first, second = matcher.match(queries[:3], 2), matcher.match(queries[3:], 2)
+    assert opened == ["lsh"] and len(first) == len(second) == 3
+    _, rows = exact_search(gallery, queries, 1)
+    assert [m[0][0] for m in first + second] == [f"p{r // 10}" for r in rows[:, 0]]
+
+
+def test_recognize_with_lsh_on_real_photos(cli, shared_data, random_recognizer, scrfd, tmp_path):
+    """A gallery of real faces: --index lsh answers every test photo exactly as exact search does (at this size
+    every row is a candidate) and writes no cache file."""
+    db = tmp_path / "people.h5"
+    assert cli("build-db", shared_data / KNN / "train", scrfd, random_recognizer, db).exit_code == 0
+    test = shared_data / KNN / "test"
+    lsh = cli("recognize", test, db, scrfd, random_recognizer, "--index", "lsh")
+    exact = cli("recognize", test, db, scrfd, random_recognizer, "--index", "exact")
+    assert lsh.exit_code == exact.exit_code == 0, lsh.output
+    records = [json.loads(line) for line in lsh.stdout.splitlines()]
+    assert len(records) >= 3 and sum(len(r["faces"]) for r in records) >= 3
+    assert lsh.stdout == exact.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.h5", "people.h5.lock"]
