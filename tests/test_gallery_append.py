@@ -192,3 +192,66 @@ def test_sigkill_during_an_in_place_append_leaves_the_old_or_the_new_gallery(tmp
     last = Gallery.load(path).add(*batch(m, 0, dim=128, seed=1))
     last.save(path)
     assert same(Gallery.load(path), last)
+
+
+PAUSED_APPENDER = """
+import sys, uuid
+sys.path.insert(0, sys.argv[3])
+from test_gallery_append import batch
+import facekit.gallery.store as store
+from facekit.fileio import write_lock
+
+def pause():
+    print("paused", flush=True)
+    sys.stdin.readline()
+
+with write_lock(sys.argv[1], wait=0, what="gallery"):  # as build-db --append holds it
+    grown = store.Gallery.load(sys.argv[1]).add(*batch(5, 10))
+    if sys.argv[2] == "rows":  # the new content_id is drawn after the rows are written, before the commit
+        store.uuid = type(sys)("paused_uuid")
+        store.uuid.uuid4 = lambda: (pause(), uuid.uuid4())[1]
+    else:  # "open": the file is open for writing, nothing written yet
+        committed_rows = store.committed_rows
+        store.committed_rows = lambda f: (pause(), committed_rows(f))[1]
+    grown.save(sys.argv[1])
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("moment", "then"), [("rows", "finish"), ("rows", "kill"), ("open", "finish"), ("open", "kill")]
+)
+def test_a_reader_during_an_in_place_append_sees_the_old_gallery(tmp_path, moment, then):
+    """A child appends 5 faces in place, holding the gallery's write lock, and is held still either with the rows
+    written but not committed or just after opening the file for writing. Gallery.load (recognize's read) meanwhile
+    gives exactly the old gallery without waiting for the lock; once the child finishes a fresh load gives the new
+    one, and if it is killed instead, the old one (a writer once opened the file without SWMR and switched after:
+    a reader in between got 'not an HDF5 file', and a kill in between left the file so for good)."""
+    import fcntl
+
+    path = empty().add(*batch(10, 0)).save(tmp_path / "g.h5")
+    old = Gallery.load(path)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    child = subprocess.Popen([sys.executable, "-c", PAUSED_APPENDER, str(path), moment, str(Path(__file__).parent)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)  # fmt: skip
+    try:
+        assert child.stdout.readline() == "paused\n"
+        with open(path.with_name("g.h5.lock"), "rb") as lock, pytest.raises(BlockingIOError):
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # the writer holds the lock all along
+        with h5py.File(path, "r", swmr=True) as f:  # the rows are there (or not yet), the commit is not
+            assert f["embeddings"].shape[0] == (15 if moment == "rows" else 10)
+            assert list(f.attrs["committed"]) == [10, 4]
+        during = Gallery.load(path)
+        assert same(during, old) and during.content_id == old.content_id and len(during.identities) == 4
+        if then == "finish":
+            child.stdin.write("\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "done\n"
+    finally:
+        child.kill()
+        child.communicate()
+    after = Gallery.load(path)
+    if then == "finish":
+        assert same(after, old.add(*batch(5, 10))) and after.identities == [f"p{i}" for i in range(5)]
+    else:
+        assert same(after, old)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_serving_without_torch import onnx_recognizer  # noqa: F401 (a fixture: the random recognizer as ONNX)
 
 from facekit.errors import DataFormatError
 from facekit.gallery.tracking import Tracker, TrackerSettings, greedy_assign, iou_matrix
@@ -126,6 +127,49 @@ def test_tracks_truncation_and_annotated_video(cli, shared_data, random_recogniz
     assert not out.exists()
 
 
+def assert_candidates(face: dict, top_k: int, people: int) -> None:
+    """A face's candidates: min(top_k, people) distinct identities, best first, the first being its identity (when
+    known) and carrying its similarity."""
+    candidates = face["candidates"]
+    assert len(candidates) == min(top_k, people)
+    assert len({c["identity"] for c in candidates}) == len(candidates)
+    similarities = [c["similarity"] for c in candidates]
+    assert similarities == sorted(similarities, reverse=True)
+    assert candidates[0]["similarity"] == face["similarity"]
+    if face["identity"] is not None:
+        assert candidates[0]["identity"] == face["identity"]
+
+
+def test_video_faces_carry_top_k_candidates_as_photos_do(cli, shared_data, onnx_recognizer, scrfd, people,  # noqa: F811
+                                                         tmp_path):  # fmt: skip
+    """--top-k K lists K candidates per face of a video frame (all 4 people when K is larger), in the same shape and
+    order as recognize gives for the same frame saved as a photo."""
+    import cv2
+
+    video, db, out = tmp_path / "clip.avi", tmp_path / "g.h5", tmp_path / "out.jsonl"
+    write_video(video, shared_data)
+    assert cli("build-db", people, scrfd, onnx_recognizer, db).exit_code == 0
+    for top_k in (2, 9):
+        result, frames, tracks = run_video(cli, video, db, scrfd, onnx_recognizer, out, "--every", 13,
+                                           "--top-k", top_k, "--threshold", 0.1)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        faces = [face for frame in frames for face in frame["faces"]]
+        assert len(faces) == 5 and any(face["identity"] is not None for face in faces)
+        for face in faces:
+            assert_candidates(face, top_k, 4)
+        for track in tracks:  # the summary keeps the best top-1 similarity of its frames
+            assert track["best_similarity"] == max(f["similarity"] for f in faces if f["track"] == track["track"])
+    first = cv2.VideoCapture(str(video)).read()[1]
+    photo = tmp_path / "frame0.png"
+    cv2.imwrite(str(photo), first)
+    photo_out = tmp_path / "photo.jsonl"
+    args = ("--top-k", 9, "--threshold", 0.1, "--out", photo_out)
+    assert cli("recognize", photo, db, scrfd, onnx_recognizer, *args).exit_code == 0
+    (record,) = [json.loads(line) for line in photo_out.read_text().splitlines()]
+    strip = lambda face: {k: v for k, v in face.items() if k != "track"}  # noqa: E731
+    assert [strip(face) for face in frames[0]["faces"]] == record["faces"]
+
+
 def test_video_usage_errors(cli, scrfd, people, tmp_path):
     """Refused before any model is loaded: exit 2."""
     video, db = tmp_path / "clip.avi", tmp_path / "g.h5"
@@ -190,6 +234,8 @@ def test_video_identities_by_vote(cli, shared_data, orl_recognizer, scrfd, peopl
             assert track["best_similarity"] == max(
                 f["similarity"] for r in frames for f in r["faces"] if f["track"] == track["track"]
             )
+    for face in (face for frame in frames for face in frame["faces"]):
+        assert_candidates(face, 5, 4)  # --top-k 5 by default, 4 people enrolled
 
 
 def test_iou_matrix_by_hand():

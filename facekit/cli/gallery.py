@@ -208,9 +208,9 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     the outputs of shards 1..N, concatenated in that order (CSV: one header), hold every photo's record once.
     Exit codes: 0 done, 1 bad gallery / model / no readable photo.
 
-    A video gives one {"type": "frame", "frame", "time", "faces": [{"track", "box", ..., "identity", "similarity"}]}
-    per processed frame, and one {"type": "track", "track", "first_time", "last_time", "identity", "votes",
-    "best_similarity", ...} per track once it has ended (or the video has).
+    A video gives one {"type": "frame", "frame", "time", "faces": [{"track", "box", ..., "identity", "similarity",
+    "candidates"}]} per processed frame, and one {"type": "track", "track", "first_time", "last_time", "identity",
+    "votes", "best_similarity", ...} per track once it has ended (or the video has).
     """
     from facekit.cli.outputs import Inputs
     from facekit.cli.recognize_setup import matching, recognize_video_source
@@ -226,9 +226,9 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
             raise click.UsageError("--shard splits photos between machines; a video or stream is one input")
         return recognize_video_source(
             str(data_path), db_path, detect_model_path, recognize_model_path, threshold=threshold, match=match,
-            index=index, out=out, fmt=fmt, save_annotated=save_annotated, flip=flip, every=every, retries=retries,
-            backend=backend, device=device, max_size=max_size, det_threshold=det_threshold, max_pixels=max_pixels,
-            batch=batch, threads=threads,
+            top_k=top_k, index=index, out=out, fmt=fmt, save_annotated=save_annotated, flip=flip, every=every,
+            retries=retries, backend=backend, device=device, max_size=max_size, det_threshold=det_threshold,
+            max_pixels=max_pixels, batch=batch, threads=threads,
         )  # fmt: skip
     for name in ("every", "retries"):
         if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT:

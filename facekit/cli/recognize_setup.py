@@ -30,7 +30,7 @@ def matching(db_file: Path, detect_model_path: Path, recognize_model_path: Path,
 
 
 def recognize_video_source(source: str, db_path: Path, detect_model_path: Path, recognize_model_path: Path, *,
-                     threshold: float | None, match: str, index: str, out: Path | None, fmt: str,
+                     threshold: float | None, match: str, top_k: int, index: str, out: Path | None, fmt: str,
                      save_annotated: Path | None, flip: bool | None, every: int, retries: int, backend: str,
                      device: str, max_size: int, det_threshold: float, max_pixels: int, batch: int,
                      threads: int | None) -> None:  # fmt: skip
@@ -52,8 +52,8 @@ def recognize_video_source(source: str, db_path: Path, detect_model_path: Path, 
     pipeline, matcher, threshold = matching(db_file, detect_model_path, recognize_model_path, backend, device,
                                             max_size, det_threshold, max_pixels, threads, flip, threshold, match,
                                             index)  # fmt: skip
-    report = recognize_video(source, pipeline, matcher, threshold=threshold, every=every, retries=retries, out=out,
-                             annotated=save_annotated, batch_frames=batch)  # fmt: skip
+    report = recognize_video(source, pipeline, matcher, threshold=threshold, top_k=top_k, every=every,
+                             retries=retries, out=out, annotated=save_annotated, batch_frames=batch)  # fmt: skip
     listing("warning: frames skipped", report.skipped)
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from facekit.align import template as arcface_template
 from facekit.errors import DataFormatError, MissingDataError
 from facekit.fileio import atomic_path
 from facekit.gallery.schema import NORM_TOLERANCE, SCHEMA_VERSION, committed_rows, read_gallery
+
+if TYPE_CHECKING:
+    import h5py
 
 LIBVER = ("v110", "v110")  # HDF5 1.10's file format: checksummed object headers and chunk indexes
 DEFAULT_FILE = "gallery.h5"  # the file name used when DB_OUTPUT_PATH is a folder
@@ -232,21 +236,18 @@ class Gallery:
         new content_id, then attribute `committed` = [N, K] is rewritten last; readers read only up to it. The
         stored templates of identities that already had faces are refreshed after that (facekit computes its own;
         see data_layouts/gallery.md)."""
-        import h5py
-
         if self.stored is None or self.stored[0] != str(path.resolve()) or self.stored[2] >= len(self):
             return False
         _, content_id, n, k = self.stored
         self._check_values(path, n)
         names = {"sources": utf8(self.sources[n:]), "identities": utf8(self.identities[k:])}
         try:
-            f = h5py.File(path, "r+", libver=LIBVER, locking=False)  # the caller holds write_lock(path)
+            f = _open_swmr_write(path)  # the caller holds write_lock(path)
         except OSError:
             return False
         with f:
             if committed_rows(f) != (content_id, n, k) or any(f[name].maxshape[0] is not None for name in f):
                 return False
-            f.swmr_mode = True  # HDF5 then writes its metadata in an order that keeps the file readable throughout
             if any(values.dtype.itemsize > f[name].dtype.itemsize for name, values in names.items()):
                 return False
             touched = np.unique(self.identity_index[n:])
@@ -450,6 +451,20 @@ def _writing(path: Path) -> Iterator[Path]:
     finally:
         for fd in held:
             os.close(fd)
+
+
+def _open_swmr_write(path: Path) -> h5py.File:
+    """`path` opened read-write in SWMR mode from the first moment, so HDF5 orders its metadata writes to keep the
+    file readable throughout, and readers accept the mark it leaves. (File(path, "r+") then swmr_mode = True left a
+    moment when readers were refused, and a file that none could open if the writer was killed in it.) No HDF5 file
+    lock: the caller holds write_lock(path)."""
+    import h5py
+    from h5py import h5f, h5p
+
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5f.LIBVER_V110, h5f.LIBVER_V110)  # LIBVER
+    fapl.set_file_locking(False, True)
+    return h5py.File(h5f.open(os.fsencode(path), h5f.ACC_RDWR | h5f.ACC_SWMR_WRITE, fapl=fapl))
 
 
 def utf8(text: str | Sequence[str], room: int = 1) -> np.ndarray:

@@ -192,6 +192,7 @@ def recognize_video(
     matcher: Matcher,
     *,
     threshold: float,
+    top_k: int = 5,
     every: int = 1,
     retries: int = 3,
     backoff: float = 0.5,
@@ -204,7 +205,8 @@ def recognize_video(
 ) -> VideoReport:
     """Recognize and track the faces of every `every`-th frame of video file or stream URL `source`; write JSON
     Lines to `out` (atomically) or stdout: per frame {"type": "frame", "frame", "time", "faces": [{"track", "box",
-    "score", "landmarks", "identity" (None = unknown), "similarity"}]}, per track Track.summary. Faces are embedded
+    "score", "landmarks", "identity" (None = unknown), "similarity", "candidates": [{"identity", "similarity"}]
+    (the `top_k` best, as for photos)}]}, per track Track.summary. Faces are embedded
     `batch_frames` frames at a time (their crops held, and the frames themselves only for `annotated`). Raises
     DataFormatError, leaving no output, when not one frame could be read."""
     import sys
@@ -213,7 +215,7 @@ def recognize_video(
 
     reader = VideoReader(source, every, retries, backoff, pipeline.max_pixels, open_capture).open()
     fps = reader.fps / every if reader.fps > 0 else 25.0
-    run = _Run(Tracker(threshold, tracker), VideoReport(), annotated, fps)
+    run = _Run(Tracker(threshold, tracker), VideoReport(), annotated, fps, top_k)
     errors = photo_errors()
     bar = tqdm(total=reader.frames or None, desc="recognize", unit="frame", file=sys.stderr,
                disable=None if progress is None else not progress)  # fmt: skip
@@ -256,6 +258,7 @@ class _Run:
     report: VideoReport
     annotated: Path | None
     fps: float
+    top_k: int = 5
     video: AnnotatedVideo | None = None
     write: Callable[[dict], object] | None = None
 
@@ -265,25 +268,27 @@ class _Run:
             return
         embeddings = pipeline.embed_crops(np.concatenate([crops for _, _, crops in batch]))
         with pipeline.timed("search"):
-            matches = [m[0] if m else None for m in matcher.match(embeddings, 1)]
+            candidates = matcher.match(embeddings, self.top_k)
         start = 0
         for frame, faces, _ in batch:
             end = start + len(faces)
-            self.frame(frame, faces, embeddings[start:end], matches[start:end])
+            self.frame(frame, faces, embeddings[start:end], candidates[start:end])
             start = end
         batch.clear()
 
-    def frame(self, frame: Frame, faces: list, embeddings: np.ndarray, matches: list) -> None:
+    def frame(self, frame: Frame, faces: list, embeddings: np.ndarray, candidates: list) -> None:
+        """Track and write one frame; `candidates` holds each face's (identity, similarity) pairs, best first."""
         from facekit.draw import draw_faces
 
         boxes = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
+        matches = [c[0] if c else None for c in candidates]  # the tracker votes with each face's top match
         ids, ended = self.tracker.update(frame.index, frame.time, boxes, embeddings, matches)
         records = []
-        for face, track, match in zip(faces, ids, matches, strict=True):
+        for face, track, match, listed in zip(faces, ids, matches, candidates, strict=True):
             similarity = match[1] if match else -1.0
             identity = match[0] if match and similarity >= self.tracker.threshold else None
-            records.append({"track": track, **face.as_dict(), "identity": identity,
-                            "similarity": round(similarity, 5)})  # fmt: skip
+            records.append({"track": track, **face.as_dict(), "identity": identity, "similarity": round(similarity, 5),
+                            "candidates": [{"identity": n, "similarity": round(s, 5)} for n, s in listed]})  # fmt: skip
         self.write({"type": "frame", "frame": frame.index, "time": round(frame.time, 3), "faces": records})
         self.report.frames += 1
         self.report.faces += len(records)
