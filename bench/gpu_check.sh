@@ -25,15 +25,15 @@ if [ $DRY = 1 ]; then
   DEVICE=cpu
   SPEED=(--smoke)
   LOADER=(--smoke)
-  REC=(--batch-size 100 --epochs 2 --workers 0)  # 3 steps an epoch: stop at 3 of 6
-  STOP=3 TOTAL=6
+  REC=(--batch-size 20 --epochs 1 --workers 0)  # 15 steps an epoch: stop at 2, resume to 4 (80 images in all)
+  STOP=2 TOTAL=4
   DET=(--epochs 1 --batch-size 4 --image-size 160 --workers 0 --no-onnx)
-  FP16=(--batch-size 100 --epochs 1 --workers 0)
+  FP16=(--batch-size 20 --epochs 1 --workers 0 --stop-at-step 3)
 else
   DEVICE=cuda
   SPEED=(--batch 128 256 --steps 20 --backbones iresnet50 mobilefacenet)
   LOADER=(--batch 256 --batches 20 --workers "$(nproc)")
-  REC=(--batch-size 30 --epochs 25 --workers 8)  # 10 steps an epoch: stop at 200 of 250
+  REC=(--batch-size 30 --epochs 25 --workers 8)  # 10 steps an epoch: stop at 200, resume to the end, 250
   STOP=200 TOTAL=250
   DET=(--epochs 2 --batch-size 16 --workers 8 --no-onnx)
   FP16=(--batch-size 30 --epochs 10 --workers 8 --log-every 10)  # 100 steps
@@ -76,7 +76,7 @@ resumed() {
     --backbone mobilefacenet --device $DEVICE "${REC[@]}" --stop-at-step $STOP --no-onnx &&
   [ "$(metric "$OUT/recognizer/metrics.json" step)" = "$STOP" ] &&
   "$PY" -m torch.distributed.run --nproc_per_node 1 -m facekit train-recognize "$REC_DATA" "$OUT/recognizer" \
-    --backbone mobilefacenet --device $DEVICE "${REC[@]}" --resume &&
+    --backbone mobilefacenet --device $DEVICE "${REC[@]}" --resume --stop-at-step $TOTAL &&
   [ "$(metric "$OUT/recognizer/metrics.json" step)" = "$TOTAL" ]
 }
 step torchrun "echo steps $STOP then $TOTAL, loss \$(metric '$OUT/recognizer/metrics.json' loss), orl_val \$(metric '$OUT/recognizer/metrics.json' val_orl_val_acc)" -- resumed

@@ -111,4 +111,4 @@ def test_gpu_check_dry_run(shared_data, tmp_path):
     assert [row.split()[:2] for row in table] == [
         [name, "ok"] for name in ("train_speed", "loader", "torchrun", "train_detect", "recognize", "fp16_scale")
     ]
-    assert "steps 3 then 6" in done.stdout
+    assert "steps 2 then 4" in done.stdout
