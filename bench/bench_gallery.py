@@ -88,7 +88,7 @@ def index_mib(index: object) -> float:
     and rotation (LSH re-ranks with the gallery's own rows: not counted)."""
     inner, rows = index.index, index.index.ntotal * index.index.d * 4
     if index.kind == "lsh":
-        return (inner.ntotal * inner.code_size + inner.d * inner.nbits * 4) / 2**20
+        return index.nbytes / 2**20
     if index.kind == "ivf":
         return (rows + inner.ntotal * 8 + inner.nlist * inner.d * 4) / 2**20
     hnsw = inner.hnsw
@@ -314,8 +314,8 @@ def main() -> None:
     parser.add_argument(
         "--approximate", default="ivf,hnsw,lsh", help="indexes: the approximate ones (default ivf,hnsw,lsh)"
     )
-    parser.add_argument("--lsh", default="128:64,128:256", help="indexes: LSH NBITS:RERANK settings (default "
-                        "128:64,128:256)")  # fmt: skip
+    parser.add_argument("--lsh", default="128:256,256:256", help="indexes: LSH NBITS:RERANK settings (default "
+                        "128:256,256:256)")  # fmt: skip
     parser.add_argument("--noise", type=float, default=0.8, help="indexes: view noise (default 0.8: two views of "
                         "one identity at cosine ~0.61; 1.2: ~0.41)")  # fmt: skip
     parser.add_argument("--cache", help="indexes: a folder where built indexes are cached (facekit's cache)")

@@ -42,12 +42,28 @@ def test_recall_on_clustered_identities_with_few_candidates():
     assert (coarse == truth[1][:, 0]).mean() < 0.5
 
 
+def test_shards_number_rows_on_from_each_other(monkeypatch: pytest.MonkeyPatch):
+    """Codes split over 3 threads (shards of 1,666-1,667 rows) find what one set of codes finds: row numbers are the
+    gallery's, and every row is found by its own search."""
+    import facekit.gallery.indexes as indexes
+
+    monkeypatch.setattr(indexes, "LSH_SHARD_ROWS", 1000)
+    gallery, queries = clustered(ids=500, per_id=10, queries=200)
+    sharded = LshIndex(gallery, rerank=16, shards=3)
+    assert len(sharded.parts) == 3 and [p.ntotal for p in sharded.parts] == [1666, 1667, 1667]
+    assert (sharded.search(gallery[::50], 1)[1][:, 0] == np.arange(0, 5000, 50)).all()
+    one = LshIndex(gallery, rerank=16, shards=1).search(queries, 5)[1]
+    assert (sharded.search(queries, 5)[1][:, 0] == one[:, 0]).mean() >= 0.98
+    assert len(LshIndex(gallery, shards=8).parts) == 5  # a shard takes at least LSH_SHARD_ROWS rows (here 1,000)
+
+
 def test_defaults_memory_and_edge_cases():
     gallery, queries = clustered(ids=50, per_id=10, queries=10)
     index = LshIndex(gallery)
-    assert (index.index.nbits, index.rerank) == (LSH_NBITS, LSH_RERANK) == (128, 256)
+    assert (index.nbits, index.rerank) == (LSH_NBITS, LSH_RERANK) == (256, 256)
     assert index.embeddings is gallery  # re-ranked from the gallery's own rows, not a copy
-    assert index.index.code_size == 16 and len(index) == 500
+    assert [part.code_size for part in index.parts] == [32] and len(index) == 500
+    assert index.nbytes == 500 * 32 + 64 * 256 * 4
     assert index.search(queries[:0], 3)[1].shape == (0, 3)
     assert index.search(queries, 0)[1].shape == (10, 0)
     assert index.search(queries, 900)[1].shape == (10, 500)  # k beyond N: every row
@@ -113,3 +129,37 @@ def test_recognize_with_lsh_on_real_photos(cli, shared_data, random_recognizer, 
     assert len(records) >= 3 and sum(len(r["faces"]) for r in records) >= 3
     assert lsh.stdout == exact.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["people.h5", "people.h5.lock"]
+
+
+def test_recognize_index_params(cli, shared_data, random_recognizer, scrfd, tmp_path):
+    """--index-param reaches the index (lsh nbits and rerank: the same answers at this size, every row a candidate
+    or not); a parameter of another index, out of range, malformed, or with --index auto is a one-line usage error."""
+    db = tmp_path / "people.h5"
+    assert cli("build-db", shared_data / KNN / "train", scrfd, random_recognizer, db).exit_code == 0
+    test = shared_data / KNN / "test"
+    exact = cli("recognize", test, db, scrfd, random_recognizer, "--index", "exact")
+    tuned = cli("recognize", test, db, scrfd, random_recognizer, "--index", "lsh", "--index-param", "nbits=512",
+                "--index-param", "rerank=300")  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    assert tuned.stdout == exact.stdout
+    for params, message in [
+        (["--index", "hnsw", "--index-param", "nbits=512"], "nbits and rerank apply to 'lsh' indexes only, not 'hnsw'"),
+        (["--index", "lsh", "--index-param", "nbits=4"], "nbits must be 8 to 2048, got 4"),
+        (["--index", "lsh", "--index-param", "bits=64"], "unknown index parameter 'bits'; known: nlist"),
+        (["--index", "lsh", "--index-param", "nbits"], "'nbits': expected NAME=INTEGER, such as nbits=512"),
+        (["--index-param", "nbits=512"], "applies to --index flat, ivf, hnsw or lsh, not auto"),
+    ]:
+        bad = cli("recognize", test, db, scrfd, random_recognizer, *params)
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, (params, bad.output)
+
+
+def test_matcher_passes_index_params():
+    from types import SimpleNamespace
+
+    gallery, queries = clustered(ids=50, per_id=10, queries=6)
+    people = SimpleNamespace(
+        identities=[f"p{i}" for i in range(50)], embeddings=gallery, identity_index=np.arange(500) // 10,
+        content_id="k", templates=lambda: None,
+    )  # fmt: skip
+    matcher = Matcher(people, index="lsh", params={"nbits": 64, "rerank": 40})
+    assert (matcher.searcher.nbits, matcher.searcher.rerank) == (64, 40)

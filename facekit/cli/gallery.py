@@ -12,10 +12,12 @@ from facekit.cli.calibrate import BEST_ACCURACY, FAR, rule
 from facekit.cli.options import (
     ANNOTATED_HELP,
     FLIP,
+    INDEX_PARAM,
     SHARD,
     THREADS,
     cli_pipeline,
     listing,
+    parse_index_params,
     pick_option,
     pipeline_options,
 )
@@ -169,9 +171,10 @@ class PathOrUrl(click.Path):
     default="auto",
     show_default=True,
     help="exact: blocked matrix products; flat / ivf / hnsw: a faiss index cached beside the gallery (ivf, hnsw: "
-    "approximate); lsh: 128-bit sim-hash codes built in memory, the nearest 256 codes re-ranked exactly "
+    "approximate); lsh: 256-bit sim-hash codes built in memory, the nearest 256 codes re-ranked exactly "
     "(approximate, for millions of faces); auto: exact below 100,000 faces, else lsh.",
 )
+@INDEX_PARAM
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option(
@@ -195,7 +198,8 @@ class PathOrUrl(click.Path):
 @pipeline_options()
 @THREADS
 def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recognize_model_path: Path,
-                  threshold: float | None, match: str, top_k: int, index: str, out: Path | None, fmt: str,
+                  threshold: float | None, match: str, top_k: int, index: str, index_params: tuple[str, ...],
+                  out: Path | None, fmt: str,
                   save_annotated: Path | None, flip: bool | None, every: int, retries: int, shard: Shard | None,
                   backend: str, device: str, max_size: int, det_threshold: float, max_pixels: int, batch: int,
                   threads: int | None) -> None:  # fmt: skip
@@ -221,14 +225,15 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     from facekit.gallery.store import gallery_file
     from facekit.gallery.video import is_video
 
+    params = parse_index_params(index, index_params)
     if is_video(data_path):
         if shard is not None:
             raise click.UsageError("--shard splits photos between machines; a video or stream is one input")
         return recognize_video_source(
             str(data_path), db_path, detect_model_path, recognize_model_path, threshold=threshold, match=match,
-            top_k=top_k, index=index, out=out, fmt=fmt, save_annotated=save_annotated, flip=flip, every=every,
-            retries=retries, backend=backend, device=device, max_size=max_size, det_threshold=det_threshold,
-            max_pixels=max_pixels, batch=batch, threads=threads,
+            top_k=top_k, index=index, params=params, out=out, fmt=fmt, save_annotated=save_annotated, flip=flip,
+            every=every, retries=retries, backend=backend, device=device, max_size=max_size,
+            det_threshold=det_threshold, max_pixels=max_pixels, batch=batch, threads=threads,
         )  # fmt: skip
     for name in ("every", "retries"):
         if click.get_current_context().get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
@@ -247,7 +252,7 @@ def recognize_cmd(data_path: Path, db_path: Path, detect_model_path: Path, recog
     require_some(shard, len(paths), total, str(data_path))
     pipeline, matcher, threshold = matching(db_file, detect_model_path, recognize_model_path, backend, device,
                                             max_size, det_threshold, max_pixels, threads, flip, threshold, match,
-                                            index)  # fmt: skip
+                                            index, params)  # fmt: skip
     try:
         report = recognize_images(
             paths, pipeline, matcher, threshold=threshold, top_k=top_k, out=out, fmt=fmt,

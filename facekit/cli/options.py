@@ -61,6 +61,38 @@ THREADS = click.option(
 )
 
 
+INDEX_PARAM = click.option(
+    "--index-param",
+    "index_params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter of the --index named (repeatable): ivf nlist, nprobe; hnsw m, ef_construction, ef_search; "
+    "lsh nbits (bits per code, default 256), rerank (candidates re-ranked exactly, default 256).",
+)
+
+
+def parse_index_params(index: str, texts: tuple[str, ...]) -> dict[str, int]:
+    """--index-param's NAME=VALUE texts as {name: int}, checked against --index; a bad one is a usage error."""
+    if not texts:
+        return {}
+    hint = "'--index-param'"
+    if index in ("auto", "exact"):
+        raise click.BadParameter(f"applies to --index flat, ivf, hnsw or lsh, not {index}", param_hint=hint)
+    params = {}
+    for text in texts:
+        name, _, value = text.partition("=")
+        if not name.strip() or not value.strip().isdigit():
+            raise click.BadParameter(f"{text!r}: expected NAME=INTEGER, such as nbits=512", param_hint=hint)
+        params[name.strip()] = int(value)
+    from facekit.gallery.indexes import check_params
+
+    try:
+        check_params(index, params)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    return params
+
+
 def session_options(threads: int | None):  # onnxruntime.SessionOptions | None
     """ONNX Runtime session options of --threads (None: ONNX Runtime's defaults)."""
     if threads is None:

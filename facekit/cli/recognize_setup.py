@@ -11,7 +11,7 @@ from facekit.cli.options import cli_pipeline, listing
 
 def matching(db_file: Path, detect_model_path: Path, recognize_model_path: Path, backend: str, device: str,
               max_size: int, det_threshold: float, max_pixels: int, threads: int | None, flip: bool | None,
-              threshold: float | None, match: str, index: str):  # fmt: skip
+              threshold: float | None, match: str, index: str, params: dict[str, int]):  # fmt: skip
     """recognize's (pipeline, matcher, threshold) for photos and video alike: the pipeline checked against the
     gallery's recognizer and mirroring as the gallery was built (unless --flip says), the threshold given or the
     recognizer's own (said on stderr)."""
@@ -26,11 +26,12 @@ def matching(db_file: Path, detect_model_path: Path, recognize_model_path: Path,
     if threshold is None:
         threshold, source = default_threshold(pipeline.recognizer)
         click.echo(f"threshold {threshold:.4f} ({source})", err=True)
-    return pipeline, Matcher(gallery, match=match, index=index, cache_prefix=db_file), threshold
+    return pipeline, Matcher(gallery, match=match, index=index, cache_prefix=db_file, params=params), threshold
 
 
 def recognize_video_source(source: str, db_path: Path, detect_model_path: Path, recognize_model_path: Path, *,
-                     threshold: float | None, match: str, top_k: int, index: str, out: Path | None, fmt: str,
+                     threshold: float | None, match: str, top_k: int, index: str, params: dict[str, int],
+                     out: Path | None, fmt: str,
                      save_annotated: Path | None, flip: bool | None, every: int, retries: int, backend: str,
                      device: str, max_size: int, det_threshold: float, max_pixels: int, batch: int,
                      threads: int | None) -> None:  # fmt: skip
@@ -51,7 +52,7 @@ def recognize_video_source(source: str, db_path: Path, detect_model_path: Path, 
     reads.check(files=[out, save_annotated])
     pipeline, matcher, threshold = matching(db_file, detect_model_path, recognize_model_path, backend, device,
                                             max_size, det_threshold, max_pixels, threads, flip, threshold, match,
-                                            index)  # fmt: skip
+                                            index, params)  # fmt: skip
     report = recognize_video(source, pipeline, matcher, threshold=threshold, top_k=top_k, every=every,
                              retries=retries, out=out, annotated=save_annotated, batch_frames=batch)  # fmt: skip
     listing("warning: frames skipped", report.skipped)

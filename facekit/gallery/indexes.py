@@ -37,10 +37,14 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 256
 # LSH defaults (faiss IndexLSH with a random rotation: the signs of NBITS random projections, sim-hash): a query's
 # RERANK nearest codes by Hamming distance are re-ranked by their exact inner products. bench/bench_gallery.py,
-# 1M x 512 clustered, 2 threads: 128 bits gave recall@1 1.000 with 50, 250 and 1,000 candidates (2.6 / 3.5 / 4.4 ms
-# a query, 5 s to build), 256 bits the same recall at 5.4 ms; the Hamming scan reads 16 bytes a row at 128 bits.
-LSH_NBITS = 128
+# 1M x 512 clustered (two views of a person at cosine ~0.61), 2 threads, 256 candidates: 128 bits gave recall@1
+# 0.964 (1.5 ms a query), 256 bits 1.000 (2.3 ms); in a probe 160 bits gave 0.988, 192 bits 1.000 but at 3.1 ms
+# (faiss has a faster Hamming distance for 32-byte codes). Fewer bits cannot tell a person's views from the
+# closest of a million strangers; with weaker matches (views at cosine ~0.41) 256 bits found 0.917, 512 bits and
+# 1,024 candidates 1.000 (README, Benchmarks).
+LSH_NBITS = 256
 LSH_RERANK = 256
+LSH_SHARD_ROWS = 65536  # rows a search thread takes at least
 PARAMETERS = {
     "flat": (),
     "ivf": ("nlist", "nprobe"),
@@ -67,24 +71,39 @@ KEY = re.compile(r"[A-Za-z0-9_-]+")
 class LshIndex:
     """Sim-hash codes of a gallery's rows (faiss IndexLSH: a fixed random rotation to `nbits` dimensions, one bit per
     sign), searched by Hamming distance for `rerank` candidates (at least k) that are then ranked by their exact inner
-    products with the gallery's own rows (held by reference, not copied). Memory: nbits / 8 bytes a row. Not cached:
-    building costs one [N, D] x [D, nbits] product (about 5 s at 1M x 512, 128 bits, on 2 cores)."""
+    products with the gallery's own rows (held by reference, not copied). The codes are split in `shards`
+    contiguous parts searched on as many threads (faiss IndexShards; None: one per CPU this process may use, at
+    most 8, each at least LSH_SHARD_ROWS rows). Memory: nbits / 8 bytes a row. Not cached: building costs one
+    [N, D] x [D, nbits] product (about 9 s at 1M x 512, 256 bits, on 2 cores)."""
 
     kind = "lsh"
 
-    def __init__(self, embeddings: np.ndarray, *, nbits: int | None = None, rerank: int | None = None) -> None:
+    def __init__(
+        self, embeddings: np.ndarray, *, nbits: int | None = None, rerank: int | None = None, shards: int | None = None
+    ) -> None:
         import faiss
 
         _check_build("lsh", ("lsh",), nbits=nbits, rerank=rerank)
         n, dim = check_shape(embeddings, "embeddings")
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self.rerank = rerank or LSH_RERANK
-        self.index = faiss.IndexLSH(dim, nbits or LSH_NBITS, True, False)  # rotate the data, thresholds at 0
-        for start in range(0, n, SCORE_BUDGET // dim):  # faiss rotates a whole add at once: bounded blocks
-            self.index.add(self.embeddings[start : start + SCORE_BUDGET // dim])
+        self.nbits, self.rerank = nbits or LSH_NBITS, rerank or LSH_RERANK
+        shards = max(1, min(shards or len(os.sched_getaffinity(0)), 8, n // LSH_SHARD_ROWS))
+        self.index = faiss.IndexShards(dim, True, True)  # threaded, row numbers continue from shard to shard
+        self.parts = [faiss.IndexLSH(dim, self.nbits, True, False) for _ in range(shards)]  # the same rotation
+        block = SCORE_BUDGET // dim  # faiss rotates a whole add at once: bounded blocks
+        for number, part in enumerate(self.parts):
+            rows = self.embeddings[number * n // shards : (number + 1) * n // shards]
+            for start in range(0, len(rows), block):
+                part.add(rows[start : start + block])
+            self.index.add_shard(part)  # the shard is not owned: self.parts keeps it alive
 
     def __len__(self) -> int:
         return self.index.ntotal
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the index holds: codes and rotations (the rows it re-ranks with are the gallery's)."""
+        return sum(part.ntotal * part.code_size + part.d * part.nbits * 4 for part in self.parts)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Like `exact_search`: the scores are exact, the rows approximate (a row outside the candidates is missed)."""
@@ -291,6 +310,11 @@ def _differing(stored: np.ndarray, ids: np.ndarray, embeddings: np.ndarray) -> s
         if not same.all():
             return f"row {block[np.argmin(same)]} differs from the gallery's"
     return None
+
+
+def check_params(kind: str, params: dict[str, int]) -> None:
+    """Raise ValueError (one line) unless `params` are parameters of index `kind` (flat, ivf, hnsw or lsh), in range."""
+    _check_build(kind, tuple(PARAMETERS), **params)
 
 
 def _check_build(kind: str, kinds: tuple[str, ...] = CACHED, **params: int | None) -> None:

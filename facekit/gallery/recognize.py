@@ -45,7 +45,13 @@ class Matcher:
     scores its best photo) or its per-identity templates (`match="template"`)."""
 
     def __init__(
-        self, gallery: Gallery, *, match: str = "image", index: str = "exact", cache_prefix: Path | None = None
+        self,
+        gallery: Gallery,
+        *,
+        match: str = "image",
+        index: str = "exact",
+        cache_prefix: Path | None = None,
+        params: dict[str, int] | None = None,
     ) -> None:
         if match not in MATCHES:
             raise ValueError(f"unknown match {match!r}; known: {', '.join(MATCHES)}")
@@ -56,7 +62,7 @@ class Matcher:
         else:
             self.vectors, self.labels, prefix = gallery.embeddings, gallery.identity_index, cache_prefix
         self.per_identity = int(np.bincount(self.labels).max()) if len(self.labels) else 1
-        self.index, self.cache_prefix = index, prefix
+        self.index, self.cache_prefix, self.params = index, prefix, params or {}
         self.key = None if prefix is None else gallery.content_id
 
     @cached_property
@@ -64,7 +70,7 @@ class Matcher:
         """The index over the vectors, built or loaded on the first match and kept for the run."""
         from facekit.gallery.search import open_index
 
-        return open_index(self.vectors, self.index, cache_prefix=self.cache_prefix, key=self.key)
+        return open_index(self.vectors, self.index, cache_prefix=self.cache_prefix, key=self.key, **self.params)
 
     def match(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         """embeddings [M, D] -> for each, up to top_k (identity, cosine similarity) pairs, best first."""

@@ -19,8 +19,8 @@ CHOICES = (*INDEXES, "auto")  # what `recognize --index` offers
 # auto_index: exact below this many rows, LSH from it. Exact search reads the whole gallery for each batch of
 # queries: one query took 7.7 ms at 100k x 512 and 86 ms at 1M on the 2-core development machine (README, Gallery);
 # it needs no index and is never wrong. At 1M x 512 (bench/bench_gallery.py, clustered identities, 2 threads) LSH
-# answered one query in 2.6 ms at recall@1 1.000 after a 5 s build, HNSW (M 32, efConstruction 80, efSearch 256)
-# in 3.7 ms at recall@1 0.927 after a 13-minute build. Below 100k exact search is fast enough and never wrong.
+# answered one query in 2.3 ms at recall@1 1.000 after a 9 s build, HNSW (M 32, efConstruction 80, efSearch 256)
+# in 3.5 ms at recall@1 0.927 after a 13-minute build. Below 100k exact search is fast enough and never wrong.
 AUTO_APPROXIMATE_FROM = 100_000
 
 
@@ -49,25 +49,29 @@ def open_index(
     *,
     cache_prefix: str | os.PathLike | None = None,
     key: str | None = None,
+    **params: int,
 ) -> Searcher:
     """A Searcher over `embeddings` [N, D], built or loaded once for all the queries of a run: "exact" ->
     exact_search; "flat"/"ivf"/"hnsw" -> faiss, cached beside the gallery when cache_prefix and key are given (both
-    or neither); "lsh" -> LshIndex (never cached: cheap to build); "auto" -> auto_index."""
+    or neither); "lsh" -> LshIndex (never cached: cheap to build); "auto" -> auto_index. `params`: the index's own
+    build and search parameters (indexes.PARAMETERS; not with "exact" or "auto")."""
     from facekit.gallery.indexes import FaissIndex, LshIndex, cached_index
 
     if index not in CHOICES:
         raise ValueError(f"unknown index {index!r}; choose from {', '.join(CHOICES)}")
     if (cache_prefix is None) != (key is None):
         raise ValueError("cache_prefix and key go together: give both or neither")
+    if params and index in ("exact", "auto"):
+        raise ValueError(f"index parameters apply to flat, ivf, hnsw or lsh, not {index}")
     if index == "auto":
         index = auto_index(len(embeddings))
     if index == "exact":
         return ExactSearcher(embeddings)
     if index == "lsh":
-        return LshIndex(embeddings)
+        return LshIndex(embeddings, **params)
     if key is None:
-        return FaissIndex.build(embeddings, index)
-    return cached_index(embeddings, index, cache_prefix, key)
+        return FaissIndex.build(embeddings, index, **params)
+    return cached_index(embeddings, index, cache_prefix, key, **params)
 
 
 def search(
