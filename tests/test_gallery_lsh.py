@@ -45,12 +45,16 @@ def test_recall_on_clustered_identities_with_few_candidates():
 def test_shards_number_rows_on_from_each_other(monkeypatch: pytest.MonkeyPatch):
     """Codes split over 3 threads (shards of 1,666-1,667 rows) find what one set of codes finds: row numbers are the
     gallery's, and every row is found by its own search."""
+    import faiss
+
     import facekit.gallery.indexes as indexes
 
     monkeypatch.setattr(indexes, "LSH_SHARD_ROWS", 1000)
     gallery, queries = clustered(ids=500, per_id=10, queries=200)
     sharded = LshIndex(gallery, rerank=16, shards=3)
     assert len(sharded.parts) == 3 and [p.ntotal for p in sharded.parts] == [1666, 1667, 1667]
+    rotations = [faiss.vector_to_array(part.rrot.A) for part in sharded.parts]
+    assert all(np.array_equal(rotations[0], r) for r in rotations[1:])  # one code for a vector in every shard
     assert (sharded.search(gallery[::50], 1)[1][:, 0] == np.arange(0, 5000, 50)).all()
     one = LshIndex(gallery, rerank=16, shards=1).search(queries, 5)[1]
     assert (sharded.search(queries, 5)[1][:, 0] == one[:, 0]).mean() >= 0.98
