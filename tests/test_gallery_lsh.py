@@ -167,3 +167,33 @@ def test_matcher_passes_index_params():
     )  # fmt: skip
     matcher = Matcher(people, index="lsh", params={"nbits": 64, "rerank": 40})
     assert (matcher.searcher.nbits, matcher.searcher.rerank) == (64, 40)
+
+
+def test_recognize_auto_uses_lsh_from_100k_faces(cli, shared_data, random_recognizer, scrfd, tmp_path, monkeypatch):
+    """100,000 random faces plus the knn examples' real ones, enrolled with build-db --append: `--index auto` (LSH at
+    this size) names each test photo's faces as exact search does, with the same similarities."""
+    import facekit.gallery.indexes as indexes
+    from facekit.gallery.store import Gallery, ModelStamp
+    from facekit.runtime.onnx_detector import OnnxDetector
+    from facekit.runtime.recognizer import load_face_recognizer
+
+    n = 100_000
+    names = [f"stranger_{i // 5:05d}" for i in range(n)]
+    recognizer, detector = ModelStamp.of(load_face_recognizer(random_recognizer)), ModelStamp.of(OnnxDetector(scrfd))
+    rng = np.random.default_rng(0)
+    crowd = Gallery.empty(32, recognizer, detector, crop_size=112, flip=False).add(
+        rng.standard_normal((n, 32), np.float32), names, [f"/photos/{i}.jpg" for i in range(n)], np.zeros((n, 4)),
+        np.zeros((n, 5, 2)), np.ones(n))  # fmt: skip
+    db = tmp_path / "people.h5"
+    crowd.save(db)
+    assert cli("build-db", shared_data / KNN / "train", scrfd, random_recognizer, db, "--append").exit_code == 0
+    test = shared_data / KNN / "test"
+    built = []
+    monkeypatch.setattr(indexes, "LshIndex", lambda rows, **kw: built.append(len(rows)) or LshIndex(rows, **kw))
+    auto = cli("recognize", test, db, scrfd, random_recognizer, "--top-k", 1)
+    assert built == [len(Gallery.load(db))] and built[0] > n  # auto picked LSH, built once for all the photos
+    exact = cli("recognize", test, db, scrfd, random_recognizer, "--top-k", 1, "--index", "exact")
+    assert auto.exit_code == exact.exit_code == 0, auto.output
+    assert auto.stdout == exact.stdout
+    faces = [face for line in auto.stdout.splitlines() for face in json.loads(line)["faces"]]
+    assert len(faces) >= 3 and all(not f["candidates"][0]["identity"].startswith("stranger") for f in faces)
