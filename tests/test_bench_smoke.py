@@ -112,3 +112,10 @@ def test_gpu_check_dry_run(shared_data, tmp_path):
         [name, "ok"] for name in ("train_speed", "loader", "torchrun", "train_detect", "recognize", "fp16_scale")
     ]
     assert "steps 2 then 4" in done.stdout
+
+
+def test_tracking(shared_data):
+    """bench_tracking.py on one short video: both rules' rows, the motion model never worse."""
+    out = bench(shared_data, "bench_tracking.py", "--every", "3", "--miss", "0.1", "--frames", "90", "--seeds", "1")
+    (row,) = [line.split(" | ") for line in out.splitlines() if line.startswith("| 3 | 10% |")]
+    assert 1.0 <= float(row[3]) <= float(row[2])
