@@ -143,6 +143,19 @@ def recognize_images(
     return report
 
 
+def face_record(face: object, candidates: list[tuple[str, float]], threshold: float) -> dict:
+    """One face's record, for photos and video frames alike: {**face.as_dict(), "identity" (its best candidate at or
+    above `threshold`, else None), "similarity" (the best candidate's, -1 without one), "candidates": [{"identity",
+    "similarity"}]}, `candidates` being (identity, similarity) pairs, best first."""
+    best_name, best = candidates[0] if candidates else (None, -1.0)
+    return {
+        **face.as_dict(),
+        "identity": best_name if best >= threshold else None,
+        "similarity": round(best, 5),
+        "candidates": [{"identity": n, "similarity": round(s, 5)} for n, s in candidates],
+    }
+
+
 def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotated, report) -> None:
     if not batch:
         return
@@ -152,17 +165,8 @@ def _recognize_batch(batch, pipeline, matcher, threshold, top_k, write, annotate
     for path, (height, width), image_faces, _, image in batch:
         records = []
         for face in image_faces:
-            candidates = next(matches)
-            best_name, best = candidates[0] if candidates else (None, -1.0)
-            identity = best_name if best >= threshold else None
-            records.append(
-                {
-                    **face.as_dict(),
-                    "identity": identity,
-                    "similarity": round(best, 5),
-                    "candidates": [{"identity": n, "similarity": round(s, 5)} for n, s in candidates],
-                }
-            )
+            records.append(face_record(face, next(matches), threshold))
+            identity = records[-1]["identity"]
             if identity is None:
                 report.unknown += 1
             else:

@@ -20,7 +20,7 @@ from facekit import strict_json
 from facekit.data.images import file_problem, photo_errors, photo_failure
 from facekit.errors import DataFormatError
 from facekit.fileio import output_stream
-from facekit.gallery.recognize import Matcher
+from facekit.gallery.recognize import Matcher, face_record
 from facekit.gallery.tracking import Tracker, TrackerSettings
 from facekit.runtime.pipeline import FacePipeline
 
@@ -283,12 +283,8 @@ class _Run:
         boxes = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
         matches = [c[0] if c else None for c in candidates]  # the tracker votes with each face's top match
         ids, ended = self.tracker.update(frame.index, frame.time, boxes, embeddings, matches)
-        records = []
-        for face, track, match, listed in zip(faces, ids, matches, candidates, strict=True):
-            similarity = match[1] if match else -1.0
-            identity = match[0] if match and similarity >= self.tracker.threshold else None
-            records.append({"track": track, **face.as_dict(), "identity": identity, "similarity": round(similarity, 5),
-                            "candidates": [{"identity": n, "similarity": round(s, 5)} for n, s in listed]})  # fmt: skip
+        records = [{"track": track, **face_record(face, listed, self.tracker.threshold)}
+                   for face, track, listed in zip(faces, ids, candidates, strict=True)]  # fmt: skip
         self.write({"type": "frame", "frame": frame.index, "time": round(frame.time, 3), "faces": records})
         self.report.frames += 1
         self.report.faces += len(records)
